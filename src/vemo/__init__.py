@@ -1,0 +1,8 @@
+"""vemo: recognise emotions in short face videos.
+
+The package is laid out in the order data flows through it:
+`data` (read, decode, crop, cache) -> `models` (CNN -> autoencoder -> LSTM) -> `training` ->
+`evaluation` -> `reporting`. `cli` only parses arguments and calls these.
+"""
+
+__version__ = "0.1.0"

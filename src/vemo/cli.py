@@ -1,0 +1,162 @@
+"""`vemo` command line: parses arguments, builds a Config, calls the library. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vemo import __version__
+from vemo.config import ConfigError, load_config
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file (sections synth, prepare, model, train, out)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", help="dataset reader (crema-d)")
+    p.add_argument("--root", help="dataset folder (for crema-d: the folder holding VideoFlash/)")
+
+
+def _config(args: argparse.Namespace):
+    shortcuts = {"dataset": "prepare.dataset", "root": "prepare.root", "out": "out", "model": "model.name",
+                 "epochs": "train.epochs", "encoder": "model.encoder"}
+    extra = [f"{key}={getattr(args, name)}" for name, key in shortcuts.items() if getattr(args, name, None) is not None]
+    return load_config(args.config, [*extra, *args.overrides])
+
+
+def cmd_synth(args) -> None:
+    from vemo.data.synth import synthesize
+
+    cfg = _config(args)
+    paths = synthesize(args.out_dir, cfg.synth, progress=not args.quiet)
+    print(f"wrote {len(paths)} clips to {Path(args.out_dir) / 'VideoFlash'}")
+
+
+def cmd_prepare(args) -> None:
+    from vemo.data.prepare import prepare
+
+    cfg = _config(args)
+    prepared = prepare(cfg.prepare, progress=not args.quiet)
+    print(f"prepared data: {prepared.path}")
+
+
+def cmd_train(args) -> None:
+    from vemo.data.prepare import load_prepared, prepare
+    from vemo.pipeline import train_evaluate_report
+
+    cfg = _config(args)
+    prepared = load_prepared(args.data) if args.data else prepare(cfg.prepare, progress=not args.quiet)
+    train_evaluate_report(cfg, prepared, Path(cfg.out), synthetic=False, progress=not args.quiet)
+
+
+def cmd_evaluate(args) -> None:
+    from vemo.data.prepare import load_prepared, prepare
+    from vemo.evaluation.evaluate import evaluate
+    from vemo.training.checkpoint import load_checkpoint
+
+    cfg = _config(args)
+    if args.data:
+        prepared = load_prepared(args.data)
+    else:  # prepare with the checkpoint's own preprocessing so frames match what the model saw
+        ckpt_prep = load_checkpoint(args.checkpoint)["config"]["prepare"]
+        for key in ("frames", "size", "face", "margin", "detect_frames"):
+            setattr(cfg.prepare, key, ckpt_prep[key])
+        prepared = prepare(cfg.prepare, progress=not args.quiet)
+    out = Path(args.out or Path(args.checkpoint).parent)
+    evaluate(args.checkpoint, prepared, out, split=args.split)
+    print(f"metrics: {out / 'metrics.json'}")
+
+
+def cmd_demo(args) -> None:
+    from vemo.pipeline import run_demo
+
+    run_demo(_config(args), progress=not args.quiet)
+
+
+def cmd_report(args) -> None:
+    from vemo.reporting.report import write_report
+
+    print(f"report: {write_report(args.run_dir)}")
+
+
+def cmd_models(args) -> None:
+    from vemo.config import ModelConfig
+    from vemo.models.registry import MODELS, build_model, count_parameters
+
+    cfg = _config(args)
+    print(f"{'model':<20} {'parameters':>11}  description")
+    for name, factory in sorted(MODELS.items()):
+        mcfg = ModelConfig(**{**cfg.model.__dict__, "name": name})
+        n = count_parameters(build_model(mcfg, 6, cfg.prepare.size))
+        print(f"{name:<20} {n:>11,}  {(factory.__doc__ or '').strip().splitlines()[0]}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vemo", description="Emotion recognition in short face videos.")
+    parser.add_argument("--version", action="version", version=f"vemo {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="render the embedded synthetic dataset (CREMA-D layout)")
+    p.add_argument("out_dir", help="output folder; clips go to OUT_DIR/VideoFlash/")
+    _common(p)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("prepare", help="decode, sample, crop faces, split by actor, cache")
+    _data_args(p)
+    _common(p)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train a model (prepares the data first if needed), evaluate, report")
+    _data_args(p)
+    p.add_argument("--data", help="a prepared cache folder (skips prepare)")
+    p.add_argument("--model", help="model variant (see `vemo models`)")
+    p.add_argument("--encoder", help="frame encoder (small_cnn, resnet)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--out", help="run folder (default runs/demo)")
+    _common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics of a checkpoint on a dataset split")
+    p.add_argument("--checkpoint", required=True, help="a .pt file written by vemo train")
+    _data_args(p)
+    p.add_argument("--data", help="a prepared cache folder (skips prepare)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--out", help="folder for metrics.json (default: the checkpoint's folder)")
+    _common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="the whole pipeline on the synthetic dataset, ending in a report")
+    p.add_argument("--out", help="run folder (default runs/demo)")
+    _common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("report", help="(re)write report.md for a run folder")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("models", help="list model variants with parameter counts")
+    _common(p)
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from vemo.data.prepare import PrepareError
+    from vemo.training.checkpoint import CheckpointError
+
+    try:
+        args.func(args)
+    except (ConfigError, PrepareError, CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"vemo {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Typed configuration: one dataclass per pipeline stage, loadable from YAML, overridable from the CLI.
+
+Config is plain values (nanoGPT style): no registry of callbacks, no interpolation. A YAML file holds
+any subset of the sections below; `--set section.key=value` overrides single values afterwards. Unknown
+sections or keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EMOTIONS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
+LEVELS = ("LO", "MD", "HI", "XX")
+
+
+@dataclass
+class SynthConfig:
+    """Size and look of the embedded synthetic dataset (see `vemo.data.synth`)."""
+
+    n_actors: int = 12
+    sentences: list[str] = field(default_factory=lambda: ["IEO", "TIE", "DFA"])
+    levels: list[str] = field(default_factory=lambda: list(LEVELS))
+    width: int = 160
+    height: int = 120
+    fps: float = 15.0
+    seconds: float = 2.0
+    seed: int = 0
+    first_actor: int = 1001
+
+
+@dataclass
+class PrepareConfig:
+    """How clips become fixed-size frame tensors, and how they are split."""
+
+    dataset: str = "crema-d"
+    root: str = "data/synth"
+    frames: int = 16  # T, frames sampled uniformly per clip (10-20 allowed)
+    size: int = 48  # output frames are size x size grayscale
+    face: str = "haar"  # "haar" (with centre-crop fallback) or "center"
+    detect_frames: int = 3  # the face is detected on this many sampled frames, interpolated between
+    margin: float = 0.2  # extra border around the detected box, as a fraction of its side
+    val_fraction: float = 0.15  # of actors
+    test_fraction: float = 0.2  # of actors
+    seed: int = 0
+    workers: int = 0  # 0: one per core
+    cache_dir: str = "cache"
+
+
+@dataclass
+class ModelConfig:
+    """Which registered variant to build, and its sizes."""
+
+    name: str = "cnn_ae_lstm"
+    encoder: str = "small_cnn"  # frame encoder from the encoder registry
+    width: int = 24  # channels of the first conv stage; doubled at each stage
+    feature_dim: int = 128  # frame feature size out of the CNN
+    bottleneck_dim: int = 48  # autoencoder code size (variants with an autoencoder)
+    hidden: int = 96  # LSTM hidden size
+    lstm_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.3
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings for both stages (autoencoder pretraining, then joint training)."""
+
+    epochs: int = 25
+    pretrain_epochs: int = 3  # autoencoder-only reconstruction epochs (0 to skip)
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    recon_weight: float = 0.3  # weight of the reconstruction loss in joint training
+    noise_std: float = 0.15  # denoising: std of Gaussian noise added to the input frames
+    recon_frames: int = 4  # frames per clip reconstructed in joint training (saves decoder compute)
+    patience: int = 6  # early stopping: epochs without validation improvement
+    max_minutes: float = 0.0  # stop joint training after this wall time (0: no limit)
+    augment: bool = True  # random flips, shifts and brightness on training clips
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads, 0: one per core
+    channels_last: bool = True
+
+
+@dataclass
+class Config:
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out: str = "runs/demo"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+class ConfigError(ValueError):
+    """A config file or override names something that does not exist or has the wrong type."""
+
+
+def _coerce(value: Any, current: Any, where: str) -> Any:
+    """Check `value` against the type of the default it replaces (bool/int/float/str/list)."""
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if isinstance(current, int) and not isinstance(current, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if isinstance(current, list):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return value
+    if isinstance(current, str):
+        return str(value)
+    return value
+
+
+def _update(obj: Any, values: dict[str, Any], where: str) -> None:
+    names = {f.name for f in fields(obj)}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key {key!r}; known: {', '.join(sorted(names))}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{key}: expected a mapping")
+            _update(current, value, f"{where}.{key}")
+        else:
+            setattr(obj, key, _coerce(value, current, f"{where}.{key}"))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file (if any), then `section.key=value` overrides, in that order."""
+    cfg = Config()
+    if path:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections")
+        _update(cfg, data, str(path))
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r}: expected section.key=value")
+        nested: dict[str, Any] = {}
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+        _update(cfg, nested, "override")
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    cfg = Config()
+    _update(cfg, data, "config")
+    return cfg
+
+
+def config_hash(obj: Any) -> str:
+    """Short stable hash of a config section (used to key caches)."""
+    import hashlib
+
+    blob = json.dumps(asdict(obj) if dataclasses.is_dataclass(obj) else obj, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -1,0 +1,24 @@
+"""Batched inference over prepared clips: class probabilities and clip embeddings."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vemo.data.loader import normalize
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, x: torch.Tensor, stats: dict[str, float], batch_size: int = 64
+) -> dict[str, torch.Tensor]:
+    """x: (N, T, S, S) uint8 clips -> probs (N, C), embedding (N, E), attention (N, T) if present."""
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(x), batch_size):
+        out = model(normalize(x[start : start + batch_size], stats))
+        parts.setdefault("probs", []).append(torch.softmax(out["logits"], dim=1))
+        for key in ("embedding", "attention"):
+            if key in out:
+                parts.setdefault(key, []).append(out[key])
+    return {k: torch.cat(v) for k, v in parts.items()}

@@ -1,0 +1,55 @@
+"""The clip classifier, composed of named parts: frame encoder -> [autoencoder bottleneck] -> temporal head.
+
+Every CNN+sequence variant is this one class with different parts; the registry decides which.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vemo.models.autoencoder import Bottleneck, FrameDecoder
+
+
+class FrameSequenceClassifier(nn.Module):
+    """(B, T, S, S) normalised frames -> dict(logits, embedding, codes[, attention]).
+
+    `codes` (B, T, D) are the per-frame inputs of the temporal head: the autoencoder's code when there
+    is one, the CNN features otherwise. The trainer decodes a few of them for the reconstruction loss,
+    so frames are encoded once per step.
+    """
+
+    def __init__(
+        self, encoder: nn.Module, temporal: nn.Module, bottleneck: Bottleneck | None = None,
+        decoder: FrameDecoder | None = None,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.bottleneck = bottleneck
+        self.decoder = decoder
+        self.temporal = temporal
+
+    @property
+    def has_autoencoder(self) -> bool:
+        return self.decoder is not None
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, S, S) or (N, 1, S, S) -> (N, D) per-frame codes."""
+        if frames.dim() == 3:
+            frames = frames.unsqueeze(1)
+        frames = frames.contiguous(memory_format=torch.channels_last)
+        h = self.encoder(frames)
+        return self.bottleneck(h) if self.bottleneck is not None else h
+
+    def reconstruct(self, codes: torch.Tensor) -> torch.Tensor:
+        """(N, D) codes -> (N, 1, S, S) reconstructed frames (autoencoder variants only)."""
+        if self.decoder is None:
+            raise RuntimeError("this variant has no autoencoder to reconstruct with")
+        return self.decoder(codes)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        b, t = x.shape[:2]
+        codes = self.encode_frames(x.reshape(b * t, *x.shape[2:])).view(b, t, -1)
+        out = self.temporal(codes)
+        out["codes"] = codes
+        return out

@@ -1,0 +1,73 @@
+"""Model variants by name (timm style): `build_model(cfg, n_classes, frame_size)`.
+
+Each variant is a small function composing the same named parts; adding one is adding a function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from vemo.config import ModelConfig
+from vemo.models.autoencoder import Bottleneck, FrameDecoder
+from vemo.models.clip_model import FrameSequenceClassifier
+from vemo.models.encoders import build_encoder
+from vemo.models.temporal import LSTMHead
+
+MODELS: dict[str, Callable[[ModelConfig, int, int], nn.Module]] = {}
+
+
+def register_model(name: str):
+    def wrap(fn):
+        MODELS[name] = fn
+        return fn
+
+    return wrap
+
+
+def _encoder(cfg: ModelConfig) -> nn.Module:
+    return build_encoder(cfg.encoder, width=cfg.width, feature_dim=cfg.feature_dim)
+
+
+def _lstm(cfg: ModelConfig, in_dim: int, n_classes: int, attention: bool = False) -> LSTMHead:
+    return LSTMHead(in_dim, cfg.hidden, n_classes, cfg.lstm_layers, cfg.bidirectional, cfg.dropout, attention)
+
+
+@register_model("cnn_lstm")
+def cnn_lstm(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Module:
+    """Frame CNN -> LSTM -> dense: the baseline the autoencoder is measured against."""
+    return FrameSequenceClassifier(_encoder(cfg), _lstm(cfg, cfg.feature_dim, n_classes))
+
+
+def _cnn_ae(cfg: ModelConfig, n_classes: int, frame_size: int, attention: bool) -> nn.Module:
+    return FrameSequenceClassifier(
+        _encoder(cfg),
+        _lstm(cfg, cfg.bottleneck_dim, n_classes, attention),
+        bottleneck=Bottleneck(cfg.feature_dim, cfg.bottleneck_dim),
+        decoder=FrameDecoder(cfg.bottleneck_dim, frame_size),
+    )
+
+
+@register_model("cnn_ae_lstm")
+def cnn_ae_lstm(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Module:
+    """Frame CNN -> denoising autoencoder bottleneck -> LSTM -> dense (vemo's main model)."""
+    return _cnn_ae(cfg, n_classes, frame_size, attention=False)
+
+
+@register_model("cnn_ae_lstm_attn")
+def cnn_ae_lstm_attn(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Module:
+    """As cnn_ae_lstm, with soft attention over the LSTM outputs instead of the last step."""
+    return _cnn_ae(cfg, n_classes, frame_size, attention=True)
+
+
+def build_model(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Module:
+    try:
+        factory = MODELS[cfg.name]
+    except KeyError:
+        raise ValueError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(MODELS))}") from None
+    return factory(cfg, n_classes, frame_size)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

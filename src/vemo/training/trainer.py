@@ -1,0 +1,224 @@
+"""`vemo train`: autoencoder pretraining on frames, then joint training on clips.
+
+Plain PyTorch rather than Lightning: the loop is ~200 readable lines (nanoGPT style), the two-stage
+schedule and the per-clip reconstruction subset are explicit, and data-parallel training needs only
+`torch.distributed` + torchrun on top, which is how it will be added.
+
+Stage 1 (autoencoder variants, `pretrain_epochs`): the frame encoder, bottleneck and decoder learn to
+reconstruct clean frames from noisy ones. Frames, not clips: the LSTM is idle, so only a few frames
+per clip are used, which costs a fraction of a joint epoch.
+Stage 2 (all variants): cross-entropy on clips + `recon_weight` x reconstruction of `recon_frames`
+frames per clip. Validation every epoch, early stopping on validation accuracy (ties broken by lower
+loss), best and last checkpoints, history as CSV and PNG.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from vemo import __version__
+from vemo.config import Config
+from vemo.data.augment import augment_clips
+from vemo.data.loader import iterate, load_split, normalize
+from vemo.data.prepare import Prepared
+from vemo.io import write_text
+from vemo.models.registry import build_model, count_parameters
+from vemo.training.checkpoint import atomic_save
+
+HISTORY_FIELDS = ("stage", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "recon_loss", "lr", "seconds")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def set_threads(threads: int) -> None:
+    import os
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+@dataclass
+class TrainResult:
+    best_checkpoint: Path
+    best_epoch: int
+    best_val_acc: float
+    epochs_run: int
+    seconds: float
+    parameters: int
+
+
+def _inputs(xb: torch.Tensor, stats: dict, cfg: Config, gen: torch.Generator, train: bool):
+    """Normalised clean clips, and the (augmented, noisy) version the model sees."""
+    clean = normalize(xb, stats)
+    if not train:
+        return clean, clean
+    if cfg.train.augment:
+        clean = augment_clips(clean, gen)
+    noisy = clean + cfg.train.noise_std * torch.randn(clean.shape, generator=gen) if cfg.train.noise_std else clean
+    return clean, noisy
+
+
+def _pick_frames(b: int, t: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    """k distinct random frame indices per clip, as flat indices into (b*t)."""
+    k = min(k, t)
+    idx = torch.argsort(torch.rand(b, t, generator=gen), dim=1)[:, :k]
+    return (idx + torch.arange(b).unsqueeze(1) * t).reshape(-1)
+
+
+def _recon_loss(model: nn.Module, codes: torch.Tensor, clean: torch.Tensor, k: int, gen) -> torch.Tensor:
+    b, t = clean.shape[:2]
+    pick = _pick_frames(b, t, k, gen)
+    recon = model.reconstruct(codes.reshape(b * t, -1)[pick])
+    return F.mse_loss(recon.squeeze(1), clean.reshape(b * t, *clean.shape[2:])[pick])
+
+
+def pretrain_autoencoder(model, x, y, stats, cfg: Config, gen, progress: bool, log) -> list[dict]:
+    """Stage 1: denoising reconstruction of single frames (no labels, no LSTM)."""
+    params = [p for n, p in model.named_parameters() if not n.startswith("temporal.")]
+    opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    rows = []
+    k = max(1, x.shape[1] // 4)
+    for epoch in range(1, cfg.train.pretrain_epochs + 1):
+        model.train()
+        start, total, n = time.time(), 0.0, 0
+        bar = tqdm(iterate(x, y, cfg.train.batch_size, True, gen), total=math.ceil(len(x) / cfg.train.batch_size),
+                   desc=f"pretrain AE {epoch}/{cfg.train.pretrain_epochs}", disable=not progress, leave=False)
+        for xb, _ in bar:
+            clean, noisy = _inputs(xb, stats, cfg, gen, train=True)
+            b, t = clean.shape[:2]
+            pick = _pick_frames(b, t, k, gen)
+            frames_noisy = noisy.reshape(b * t, *noisy.shape[2:])[pick]
+            recon = model.reconstruct(model.encode_frames(frames_noisy))
+            loss = F.mse_loss(recon.squeeze(1), clean.reshape(b * t, *clean.shape[2:])[pick])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, n = total + loss.item() * len(pick), n + len(pick)
+            bar.set_postfix(recon=f"{total / n:.4f}")
+        row = {"stage": "pretrain", "epoch": epoch, "recon_loss": total / max(n, 1), "lr": cfg.train.lr,
+               "seconds": time.time() - start}
+        log(f"pretrain epoch {epoch}: reconstruction MSE {row['recon_loss']:.4f} ({row['seconds']:.0f}s)")
+        rows.append(row)
+    return rows
+
+
+@torch.no_grad()
+def validate(model, x, y, stats, cfg: Config) -> tuple[float, float]:
+    model.eval()
+    total, correct = 0.0, 0
+    for xb, yb in iterate(x, y, max(cfg.train.batch_size, 32), shuffle=False):
+        logits = model(normalize(xb, stats))["logits"]
+        total += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+    return total / max(len(x), 1), correct / max(len(x), 1)
+
+
+def _write_history(rows: list[dict], out: Path) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_text(out / "history.csv", buf.getvalue())
+
+
+def _checkpoint(model, cfg: Config, prepared: Prepared, epoch: int, val_acc: float) -> dict:
+    return {
+        "model": model.state_dict(), "config": cfg.to_dict(), "labels": prepared.labels,
+        "stats": prepared.manifest["stats"], "epoch": epoch, "val_acc": val_acc, "vemo_version": __version__,
+    }
+
+
+def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool = True, log=print) -> TrainResult:
+    """Train `cfg.model` on the prepared data's train split, selecting on its val split."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    set_threads(cfg.train.threads)
+    gen = seed_everything(cfg.train.seed)
+    cfg.save(out / "config.yaml")
+    stats = prepared.manifest["stats"]
+    x_tr, y_tr = load_split(prepared, "train")
+    x_va, y_va = load_split(prepared, "val")
+    if len(x_tr) == 0 or len(x_va) == 0:
+        raise ValueError(f"train and val splits must be non-empty (train {len(x_tr)}, val {len(x_va)})")
+    model = build_model(cfg.model, len(prepared.labels), prepared.manifest["settings"]["size"])
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    n_params = count_parameters(model)
+    log(f"model {cfg.model.name} ({n_params / 1e6:.2f}M parameters); train {len(x_tr)} clips, val {len(x_va)}")
+    started = time.time()
+    history: list[dict] = []
+    if getattr(model, "has_autoencoder", False) and cfg.train.pretrain_epochs > 0:
+        history += pretrain_autoencoder(model, x_tr, y_tr, stats, cfg, gen, progress, log)
+        _write_history(history, out)
+
+    steps = math.ceil(len(x_tr) / cfg.train.batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.train.lr, total_steps=max(1, cfg.train.epochs * steps),
+                                                pct_start=0.15)
+    best = (-1.0, float("inf"))  # (val_acc, -val_loss) ordering: higher acc, then lower loss
+    best_epoch, stale, epoch = 0, 0, 0
+    joint_start = time.time()
+    for epoch in range(1, cfg.train.epochs + 1):
+        model.train()
+        t0, total, correct, rec_total, n = time.time(), 0.0, 0, 0.0, 0
+        bar = tqdm(iterate(x_tr, y_tr, cfg.train.batch_size, True, gen), total=steps,
+                   desc=f"train {epoch}/{cfg.train.epochs}", disable=not progress, leave=False)
+        for xb, yb in bar:
+            clean, noisy = _inputs(xb, stats, cfg, gen, train=True)
+            out_ = model(noisy)
+            loss = F.cross_entropy(out_["logits"], yb, label_smoothing=cfg.train.label_smoothing)
+            if getattr(model, "has_autoencoder", False) and cfg.train.recon_weight > 0:
+                rec = _recon_loss(model, out_["codes"], clean, cfg.train.recon_frames, gen)
+                loss = loss + cfg.train.recon_weight * rec
+                rec_total += rec.item() * len(yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            total += loss.item() * len(yb)
+            correct += (out_["logits"].argmax(1) == yb).sum().item()
+            n += len(yb)
+            bar.set_postfix(loss=f"{total / n:.3f}", acc=f"{correct / n:.3f}")
+        val_loss, val_acc = validate(model, x_va, y_va, stats, cfg)
+        row = {"stage": "joint", "epoch": epoch, "train_loss": total / n, "train_acc": correct / n,
+               "val_loss": val_loss, "val_acc": val_acc, "recon_loss": rec_total / n if rec_total else "",
+               "lr": sched.get_last_lr()[0], "seconds": time.time() - t0}
+        history.append(row)
+        _write_history(history, out)
+        improved = (val_acc, -val_loss) > (best[0], -best[1])
+        if improved:
+            best, best_epoch, stale = (val_acc, val_loss), epoch, 0
+            atomic_save(_checkpoint(model, cfg, prepared, epoch, val_acc), out / "best.pt")
+        else:
+            stale += 1
+        log(f"epoch {epoch}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
+            f"val loss {val_loss:.3f} acc {val_acc:.3f}{' *' if improved else ''} ({row['seconds']:.0f}s)")
+        if stale >= cfg.train.patience:
+            log(f"early stopping: no validation improvement for {stale} epochs")
+            break
+        if cfg.train.max_minutes and time.time() - joint_start > 60 * cfg.train.max_minutes:
+            log(f"stopping: time budget of {cfg.train.max_minutes} min reached")
+            break
+    atomic_save(_checkpoint(model, cfg, prepared, epoch, history[-1]["val_acc"]), out / "last.pt")
+    from vemo.reporting.plots import plot_curves
+
+    plot_curves(out / "history.csv", out / "curves.png")
+    return TrainResult(out / "best.pt", best_epoch, best[0], epoch, time.time() - started, n_params)

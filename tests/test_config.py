@@ -1,0 +1,31 @@
+import pytest
+
+from vemo.config import ConfigError, config_from_dict, load_config
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 7\n  lr: 0.01\nmodel:\n  name: cnn_lstm\nout: runs/x\n")
+    cfg = load_config(path, ["train.epochs=3", "synth.sentences=IEO,DFA"])
+    assert cfg.train.epochs == 3  # override wins over the file
+    assert cfg.train.lr == 0.01
+    assert cfg.model.name == "cnn_lstm"
+    assert cfg.out == "runs/x"
+    assert cfg.synth.sentences == ["IEO", "DFA"]
+
+
+def test_int_accepted_for_float_and_roundtrip():
+    cfg = load_config(None, ["train.lr=1"])
+    assert isinstance(cfg.train.lr, float)
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("train.epoch=3", "unknown key 'epoch'"), ("trian.epochs=3", "unknown key 'trian'"),
+     ("train.epochs=many", "expected an integer"), ("train.augment=3", "expected true/false"),
+     ("train.epochs", "expected section.key=value")],
+)
+def test_bad_overrides_name_the_problem(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])

@@ -1,0 +1,45 @@
+import pytest
+
+from vemo.data.records import Record
+from vemo.data.split import assign_splits, split_groups
+
+LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad"]
+
+
+def _records(n_actors=20):
+    return [Record(f"{a}_{lab}.flv", lab, f"{1001 + a}") for a in range(n_actors) for lab in LABELS for _ in range(2)]
+
+
+def test_actor_disjoint_and_sized():
+    recs = _records()
+    splits = assign_splits(recs, 0.15, 0.2, seed=0)
+    actors = {s: {r.group for r, sp in zip(recs, splits) if sp == s} for s in ("train", "val", "test")}
+    assert not actors["train"] & actors["val"]
+    assert not actors["train"] & actors["test"]
+    assert not actors["val"] & actors["test"]
+    assert (len(actors["train"]), len(actors["val"]), len(actors["test"])) == (13, 3, 4)
+
+
+def test_deterministic_for_seed_and_seed_matters():
+    recs = _records()
+    assert split_groups(recs, 0.15, 0.2, seed=1) == split_groups(recs, 0.15, 0.2, seed=1)
+    assert any(split_groups(recs, 0.15, 0.2, seed=1) != split_groups(recs, 0.15, 0.2, seed=s) for s in range(2, 6))
+
+
+def test_stratification_balances_unequal_actors():
+    # actors 0-9 recorded only 'happy', actors 10-19 only 'sad': a stratified split keeps both in each split
+    recs = [Record(f"{a}.flv", "happy" if a < 10 else "sad", str(a)) for a in range(20) for _ in range(3)]
+    assign = split_groups(recs, 0.2, 0.2, seed=0)
+    for split in ("val", "test"):
+        members = [int(g) for g, s in assign.items() if s == split]
+        assert sum(m < 10 for m in members) == sum(m >= 10 for m in members) == 2
+
+
+def test_too_few_actors_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least 3 actors"):
+        split_groups([Record("a", "happy", "1"), Record("b", "sad", "2")], 0.2, 0.2, seed=0)
+
+
+def test_prescribed_splits_are_kept():
+    recs = [Record("a", "happy", "1", "train"), Record("b", "sad", "2", "test")]
+    assert assign_splits(recs, 0.2, 0.2, seed=0) == ["train", "test"]
