@@ -1,0 +1,91 @@
+"""Locating the face in a clip and cropping it to a fixed-size grayscale square.
+
+Why OpenCV's Haar cascade: it ships inside opencv-python-headless 4.x (no model download, so vemo
+works offline), finds frontal faces like CREMA-D's in ~6 ms on a 160-pixel-wide frame, and needs no
+extra dependency. YuNet is more accurate but needs an .onnx file no package ships; mediapipe ships no
+models. OpenCV 5 dropped CascadeClassifier, hence the `<5` pin.
+
+Why detect on a few frames only: faces in acted clips barely move, so detecting on `detect_frames`
+evenly spaced frames and interpolating the box between them is as good as per-frame detection at a
+fraction of the cost. When no frame yields a face, the clip falls back to a centre crop and the
+manifest records it, so a user sees how many clips were cropped blindly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+DETECT_WIDTH = 160  # frames are downscaled to this width for detection
+
+
+@lru_cache(maxsize=1)
+def _cascade() -> cv2.CascadeClassifier:
+    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+    cascade = cv2.CascadeClassifier(path)
+    if cascade.empty():
+        raise RuntimeError(f"OpenCV could not load its Haar cascade from {path}")
+    return cascade
+
+
+def detect_largest(gray: np.ndarray) -> np.ndarray | None:
+    """Largest frontal face as (x, y, w, h) in full-resolution pixels, or None."""
+    h, w = gray.shape
+    scale = min(1.0, DETECT_WIDTH / w)
+    small = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    side = min(small.shape)
+    found = _cascade().detectMultiScale(small, 1.1, 4, minSize=(max(16, side // 5),) * 2)
+    if len(found) == 0:
+        return None
+    x, y, bw, bh = max(found, key=lambda b: b[2] * b[3])
+    return np.array([x, y, bw, bh], dtype=np.float64) / scale
+
+
+def center_box(shape: tuple[int, int], fraction: float = 0.8) -> np.ndarray:
+    """A centred square covering `fraction` of the shorter side: the fallback when no face is found."""
+    h, w = shape
+    side = fraction * min(h, w)
+    return np.array([(w - side) / 2, (h - side) / 2, side, side])
+
+
+@dataclass
+class FaceTrack:
+    boxes: np.ndarray  # (T, 4) x, y, w, h per sampled frame
+    detected: bool  # False: centre-crop fallback
+
+
+def track_faces(frames: list[np.ndarray], method: str = "haar", detect_frames: int = 3) -> FaceTrack:
+    """One box per frame: detections on a few frames, linearly interpolated between them."""
+    n = len(frames)
+    if method == "center":
+        return FaceTrack(np.tile(center_box(frames[0].shape), (n, 1)), False)
+    if method != "haar":
+        raise ValueError(f"unknown face method {method!r} (use 'haar' or 'center')")
+    probe = np.unique(np.linspace(0, n - 1, max(1, min(detect_frames, n))).round().astype(int))
+    hits = [(i, box) for i in probe if (box := detect_largest(frames[i])) is not None]
+    if not hits:
+        return FaceTrack(np.tile(center_box(frames[0].shape), (n, 1)), False)
+    at = np.array([i for i, _ in hits], dtype=np.float64)
+    known = np.stack([b for _, b in hits])
+    boxes = np.stack([np.interp(np.arange(n), at, known[:, k]) for k in range(4)], axis=1)
+    return FaceTrack(boxes, True)
+
+
+def crop_square(gray: np.ndarray, box: np.ndarray, size: int, margin: float) -> np.ndarray:
+    """Square crop around `box` grown by `margin`, resized to size x size; pads by edge replication."""
+    x, y, w, h = box
+    side = max(w, h) * (1.0 + margin)
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    s = max(1, int(round(side)))
+    H, W = gray.shape
+    pad = max(0, -x0, -y0, x0 + s - W, y0 + s - H)
+    if pad:
+        gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0 = x0 + pad, y0 + pad
+    patch = gray[y0 : y0 + s, x0 : x0 + s]
+    interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
+    return cv2.resize(patch, (size, size), interpolation=interp)

@@ -1,0 +1,42 @@
+"""The one record type every dataset reader produces, and the canonical label names.
+
+Readers differ (CREMA-D file names, FER2013 CSV rows, folders of clips) but all yield `Record`s:
+where the sample comes from, its label, the group it must not be split across (the actor), and any
+split the dataset itself prescribes. Everything downstream sees only records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Labels are stored under one vocabulary so models trained on one dataset can be evaluated on another
+# by name. CREMA-D's three-letter codes map onto the FER2013 names.
+CREMA_D_CODES = {
+    "ANG": "angry",
+    "DIS": "disgust",
+    "FEA": "fear",
+    "HAP": "happy",
+    "NEU": "neutral",
+    "SAD": "sad",
+}
+CREMA_D_LABELS = tuple(CREMA_D_CODES.values())
+
+
+@dataclass(frozen=True)
+class Record:
+    """One sample to prepare: a video file, a folder of frames, or a still."""
+
+    source: str
+    label: str
+    group: str  # identity that must stay on one side of a split (actor id)
+    split: str | None = None  # a split the dataset prescribes, else None (vemo assigns one)
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A sample that could not be used, and why, in words a user can act on."""
+
+    source: str
+    reason: str
+    kind: str = "unusable"  # short category for summaries: corrupt, lfs-pointer, bad-name, ...
