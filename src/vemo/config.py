@@ -69,10 +69,11 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings for both stages (autoencoder pretraining, then joint training)."""
+    """Optimisation settings for both stages (frame-level pretraining, then joint training on clips)."""
 
     epochs: int = 25
-    pretrain_epochs: int = 3  # autoencoder-only reconstruction epochs (0 to skip)
+    pretrain_epochs: int = 3  # frame-level encoder (+ autoencoder) pretraining epochs (0 to skip)
+    pretrain_frames: int = 4  # random frames per clip per pretraining step
     batch_size: int = 16
     lr: float = 3e-3
     weight_decay: float = 1e-4

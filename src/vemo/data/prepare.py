@@ -135,7 +135,7 @@ def _train_stats(frames: np.ndarray, train_idx: np.ndarray) -> dict[str, float]:
     return {"mean": float(x.mean()), "std": float(max(x.std(), 1e-3))}
 
 
-def _build(records: list[Record], splits: list[str], cfg: PrepareConfig, tmp: Path, progress: bool) -> dict:
+def _build(records: list[Record], cfg: PrepareConfig, tmp: Path, progress: bool) -> dict:
     n, shape = len(records), (cfg.frames, cfg.size, cfg.size)
     raw = np.lib.format.open_memmap(tmp / "raw.npy", mode="w+", dtype=np.uint8, shape=(n, *shape))
     ok = np.zeros(n, dtype=bool)
@@ -153,14 +153,20 @@ def _build(records: list[Record], splits: list[str], cfg: PrepareConfig, tmp: Pa
     frames.flush()
     del raw
     (tmp / "raw.npy").unlink()
-    items = []
-    for i in keep:
-        r = records[i]
-        items.append(
-            {"source": r.source, "label": r.label, "group": r.group, "split": splits[i],
-             "face_detected": bool(detected[i]), "meta": r.meta}
-        )
     skipped = [{"source": records[i].source, "reason": m, "kind": k} for i, (m, k) in sorted(errors.items())]
+    if not len(keep):
+        reasons = Counter(s["kind"] for s in skipped).most_common()
+        raise PrepareError(f"no clip in {cfg.root} was usable: " + ", ".join(f"{n} {k}" for k, n in reasons))
+    usable = [records[i] for i in keep]
+    try:  # split only what is usable, so stratification sees the clips that will be used
+        splits = assign_splits(usable, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    except ValueError as err:
+        raise PrepareError(str(err)) from err
+    items = [
+        {"source": r.source, "label": r.label, "group": r.group, "split": split,
+         "face_detected": bool(detected[i]), "meta": r.meta}
+        for i, r, split in zip(keep, usable, splits, strict=True)
+    ]
     train_idx = np.array([k for k, it in enumerate(items) if it["split"] == "train"], dtype=np.int64)
     return {"items": items, "skipped": skipped, "stats": _train_stats(frames, train_idx)}
 
@@ -178,17 +184,13 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
         prepared = load_prepared(final)
         log(f"reusing cache {final} ({summarize(len(prepared.items), prepared.manifest['skipped'])})")
         return prepared
-    splits = assign_splits(records, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        built = _build(records, splits, cfg, tmp, progress)
+        built = _build(records, cfg, tmp, progress)
         skipped = [asdict(s) for s in unreadable] + built["skipped"]
-        if not built["items"]:
-            reasons = Counter(s["kind"] for s in skipped).most_common()
-            raise PrepareError(f"no clip in {cfg.root} was usable: " + ", ".join(f"{n} {k}" for k, n in reasons))
         manifest = {
             "version": CACHE_VERSION, "settings": asdict(cfg), "labels": list(labels),
             "items": built["items"], "skipped": skipped, "stats": built["stats"],

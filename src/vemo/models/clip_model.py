@@ -30,6 +30,11 @@ class FrameSequenceClassifier(nn.Module):
         self.temporal = temporal
 
     @property
+    def code_dim(self) -> int:
+        """Size of the per-frame code the temporal head reads."""
+        return self.temporal.lstm.input_size
+
+    @property
     def has_autoencoder(self) -> bool:
         return self.decoder is not None
 

@@ -4,9 +4,10 @@ Plain PyTorch rather than Lightning: the loop is ~200 readable lines (nanoGPT st
 schedule and the per-clip reconstruction subset are explicit, and data-parallel training needs only
 `torch.distributed` + torchrun on top, which is how it will be added.
 
-Stage 1 (autoencoder variants, `pretrain_epochs`): the frame encoder, bottleneck and decoder learn to
-reconstruct clean frames from noisy ones. Frames, not clips: the LSTM is idle, so only a few frames
-per clip are used, which costs a fraction of a joint epoch.
+Stage 1 (`pretrain_epochs`): the frame encoder learns from single frames: a throw-away linear
+classifier on each frame's code, plus, for autoencoder variants, reconstruction of the clean frame
+from a noisy one (the denoising autoencoder pretraining). Frames, not clips: the LSTM is idle, so a
+few frames per clip suffice, at a fraction of a joint epoch's cost.
 Stage 2 (all variants): cross-entropy on clips + `recon_weight` x reconstruction of `recon_frames`
 frames per clip. Validation every epoch, early stopping on validation accuracy (ties broken by lower
 loss), best and last checkpoints, history as CSV and PNG.
@@ -88,32 +89,52 @@ def _recon_loss(model: nn.Module, codes: torch.Tensor, clean: torch.Tensor, k: i
     return F.mse_loss(recon.squeeze(1), clean.reshape(b * t, *clean.shape[2:])[pick])
 
 
-def pretrain_autoencoder(model, x, y, stats, cfg: Config, gen, progress: bool, log) -> list[dict]:
-    """Stage 1: denoising reconstruction of single frames (no labels, no LSTM)."""
-    params = [p for n, p in model.named_parameters() if not n.startswith("temporal.")]
+def pretrain_frames(model, x, y, stats, cfg: Config, gen, progress: bool, log) -> list[dict]:
+    """Stage 1: train the frame encoder (and the autoencoder, if any) on single frames.
+
+    Each step takes `pretrain_frames` random frames per clip and trains (a) a throw-away linear
+    classifier on the per-frame codes with the clip's label and (b) for autoencoder variants, the
+    denoising reconstruction. A clip of T frames costs T encoder passes per joint step but carries
+    one label, so an encoder learns far faster from frames; the sequence model then starts from
+    useful features instead of noise.
+    """
+    n_classes = int(y.max()) + 1
+    probe = nn.Linear(model.code_dim, n_classes)
+    params = [p for n, p in model.named_parameters() if not n.startswith("temporal.")] + list(probe.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    use_ae = getattr(model, "has_autoencoder", False)
+    k = cfg.train.pretrain_frames
     rows = []
-    k = max(1, x.shape[1] // 4)
     for epoch in range(1, cfg.train.pretrain_epochs + 1):
         model.train()
-        start, total, n = time.time(), 0.0, 0
-        bar = tqdm(iterate(x, y, cfg.train.batch_size, True, gen), total=math.ceil(len(x) / cfg.train.batch_size),
-                   desc=f"pretrain AE {epoch}/{cfg.train.pretrain_epochs}", disable=not progress, leave=False)
-        for xb, _ in bar:
+        start, ce_sum, rec_sum, correct, n = time.time(), 0.0, 0.0, 0, 0
+        bar = tqdm(iterate(x, y, cfg.train.batch_size * 2, True, gen), total=math.ceil(len(x) / (2 * cfg.train.batch_size)),
+                   desc=f"pretrain frames {epoch}/{cfg.train.pretrain_epochs}", disable=not progress, leave=False)
+        for xb, yb in bar:
             clean, noisy = _inputs(xb, stats, cfg, gen, train=True)
             b, t = clean.shape[:2]
             pick = _pick_frames(b, t, k, gen)
-            frames_noisy = noisy.reshape(b * t, *noisy.shape[2:])[pick]
-            recon = model.reconstruct(model.encode_frames(frames_noisy))
-            loss = F.mse_loss(recon.squeeze(1), clean.reshape(b * t, *clean.shape[2:])[pick])
+            codes = model.encode_frames(noisy.reshape(b * t, *noisy.shape[2:])[pick])
+            labels = yb.repeat_interleave(min(k, t))
+            logits = probe(codes)
+            ce = F.cross_entropy(logits, labels, label_smoothing=cfg.train.label_smoothing)
+            loss = ce
+            if use_ae:
+                rec = F.mse_loss(model.reconstruct(codes).squeeze(1), clean.reshape(b * t, *clean.shape[2:])[pick])
+                loss = loss + rec
+                rec_sum += rec.item() * len(pick)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total, n = total + loss.item() * len(pick), n + len(pick)
-            bar.set_postfix(recon=f"{total / n:.4f}")
-        row = {"stage": "pretrain", "epoch": epoch, "recon_loss": total / max(n, 1), "lr": cfg.train.lr,
-               "seconds": time.time() - start}
-        log(f"pretrain epoch {epoch}: reconstruction MSE {row['recon_loss']:.4f} ({row['seconds']:.0f}s)")
+            ce_sum += ce.item() * len(pick)
+            correct += (logits.argmax(1) == labels).sum().item()
+            n += len(pick)
+            bar.set_postfix(ce=f"{ce_sum / n:.3f}", acc=f"{correct / n:.3f}")
+        row = {"stage": "pretrain", "epoch": epoch, "train_loss": ce_sum / n, "train_acc": correct / n,
+               "recon_loss": rec_sum / n if use_ae else "", "lr": cfg.train.lr, "seconds": time.time() - start}
+        recon = f", reconstruction MSE {row['recon_loss']:.4f}" if use_ae else ""
+        log(f"pretrain epoch {epoch}: frame loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}{recon} "
+            f"({row['seconds']:.0f}s)")
         rows.append(row)
     return rows
 
@@ -164,8 +185,8 @@ def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool =
     log(f"model {cfg.model.name} ({n_params / 1e6:.2f}M parameters); train {len(x_tr)} clips, val {len(x_va)}")
     started = time.time()
     history: list[dict] = []
-    if getattr(model, "has_autoencoder", False) and cfg.train.pretrain_epochs > 0:
-        history += pretrain_autoencoder(model, x_tr, y_tr, stats, cfg, gen, progress, log)
+    if cfg.train.pretrain_epochs > 0:
+        history += pretrain_frames(model, x_tr, y_tr, stats, cfg, gen, progress, log)
         _write_history(history, out)
 
     steps = math.ceil(len(x_tr) / cfg.train.batch_size)
