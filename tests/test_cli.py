@@ -15,34 +15,72 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     out = tmp_path / "run"
-    args = ["demo", "--config", str(REPO / "configs/tiny.yaml"), "--out", str(out), "--quiet",
-            "--set", f"prepare.root={tmp_path / 'synth'}", "--set", f"prepare.cache_dir={tmp_path / 'cache'}"]
+    args = [
+        "demo",
+        "--config",
+        str(REPO / "configs/tiny.yaml"),
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        f"prepare.root={tmp_path / 'synth'}",
+        "--set",
+        f"prepare.cache_dir={tmp_path / 'cache'}",
+    ]
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "labels", "n"} <= set(metrics)
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["n"] == 6
-    for name in ("best.pt", "last.pt", "history.csv", "curves.png", "confusion.png", "report.md", "config.yaml"):
+    for name in (
+        "best.pt",
+        "last.pt",
+        "history.csv",
+        "curves.png",
+        "confusion.png",
+        "report.md",
+        "config.yaml",
+    ):
         assert (out / name).exists(), name
     report = (out / "report.md").read_text()
     assert f"{metrics['accuracy']:.3f}" in report  # the report quotes the run's own number
 
     # evaluate the checkpoint again through the CLI, into another folder: same numbers
     again = tmp_path / "eval"
-    assert main(["evaluate", "--checkpoint", str(out / "best.pt"), "--config", str(REPO / "configs/tiny.yaml"),
-                 "--set", f"prepare.root={tmp_path / 'synth'}", "--set", f"prepare.cache_dir={tmp_path / 'cache'}",
-                 "--out", str(again), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(out / "best.pt"),
+                "--config",
+                str(REPO / "configs/tiny.yaml"),
+                "--set",
+                f"prepare.root={tmp_path / 'synth'}",
+                "--set",
+                f"prepare.cache_dir={tmp_path / 'cache'}",
+                "--out",
+                str(again),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert json.loads((again / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
 
 
 def test_errors_exit_nonzero_with_a_message(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "vemo.cli", "prepare", "--root", str(tmp_path / "nowhere"), "--quiet"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert "nowhere" in proc.stderr and "error" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "vemo.cli", "train", "--set", "train.epochs=lots"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vemo.cli", "train", "--set", "train.epochs=lots"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "expected an integer" in proc.stderr
 
 

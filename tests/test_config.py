@@ -22,9 +22,13 @@ def test_int_accepted_for_float_and_roundtrip():
 
 @pytest.mark.parametrize(
     "override, message",
-    [("train.epoch=3", "unknown key 'epoch'"), ("trian.epochs=3", "unknown key 'trian'"),
-     ("train.epochs=many", "expected an integer"), ("train.augment=3", "expected true/false"),
-     ("train.epochs", "expected section.key=value")],
+    [
+        ("train.epoch=3", "unknown key 'epoch'"),
+        ("trian.epochs=3", "unknown key 'trian'"),
+        ("train.epochs=many", "expected an integer"),
+        ("train.augment=3", "expected true/false"),
+        ("train.epochs", "expected section.key=value"),
+    ],
 )
 def test_bad_overrides_name_the_problem(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -52,8 +52,12 @@ def test_bad_files_are_skipped_with_reasons(tiny_synth, tmp_path):
     prepared = prepare(_cfg(root, tmp_path / "cache"), progress=False, log=logs.append)
     assert len(prepared.items) == 24
     kinds = {s["source"].rsplit("/", 1)[-1]: s["kind"] for s in prepared.manifest["skipped"]}
-    assert kinds == {"1001_IEO_ANG_LO.flv": "lfs-pointer", "1002_IEO_ANG_LO.flv": "empty",
-                     "1003_IEO_ANG_LO.flv": "corrupt", "1004_IEO_XXX_LO.flv": "bad-name"}
+    assert kinds == {
+        "1001_IEO_ANG_LO.flv": "lfs-pointer",
+        "1002_IEO_ANG_LO.flv": "empty",
+        "1003_IEO_ANG_LO.flv": "corrupt",
+        "1004_IEO_XXX_LO.flv": "bad-name",
+    }
     assert any(line.startswith("prepared 24, skipped 4:") for line in logs)
 
 

@@ -13,7 +13,7 @@ def _records(n_actors=20):
 def test_actor_disjoint_and_sized():
     recs = _records()
     splits = assign_splits(recs, 0.15, 0.2, seed=0)
-    actors = {s: {r.group for r, sp in zip(recs, splits) if sp == s} for s in ("train", "val", "test")}
+    actors = {s: {r.group for r, sp in zip(recs, splits, strict=False) if sp == s} for s in ("train", "val", "test")}
     assert not actors["train"] & actors["val"]
     assert not actors["train"] & actors["test"]
     assert not actors["val"] & actors["test"]

@@ -12,8 +12,14 @@ from vemo.config import ConfigError, load_config
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file (sections synth, prepare, model, train, out)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config value, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set train.epochs=5 (repeatable)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -23,8 +29,14 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    shortcuts = {"dataset": "prepare.dataset", "root": "prepare.root", "out": "out", "model": "model.name",
-                 "epochs": "train.epochs", "encoder": "model.encoder"}
+    shortcuts = {
+        "dataset": "prepare.dataset",
+        "root": "prepare.root",
+        "out": "out",
+        "model": "model.name",
+        "epochs": "train.epochs",
+        "encoder": "model.encoder",
+    }
     extra = [f"{key}={getattr(args, name)}" for name, key in shortcuts.items() if getattr(args, name, None) is not None]
     return load_config(args.config, [*extra, *args.overrides])
 

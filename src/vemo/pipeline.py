@@ -22,16 +22,24 @@ def describe_data(prepared: Prepared, synthetic: bool = False) -> dict:
         groups.setdefault(it["split"], set()).add(it["group"])
     s = prepared.manifest["settings"]
     return {
-        "dataset": s["dataset"], "root": s["root"], "cache": str(prepared.path), "synthetic": synthetic,
-        "n": len(items), "face_detected": sum(it["face_detected"] for it in items),
+        "dataset": s["dataset"],
+        "root": s["root"],
+        "cache": str(prepared.path),
+        "synthetic": synthetic,
+        "n": len(items),
+        "face_detected": sum(it["face_detected"] for it in items),
         "summary": summarize(len(items), prepared.manifest["skipped"]),
-        "counts": prepared.manifest["counts"], "groups": {k: len(v) for k, v in sorted(groups.items())},
-        "frames": s["frames"], "size": s["size"], "seed": s["seed"],
+        "counts": prepared.manifest["counts"],
+        "groups": {k: len(v) for k, v in sorted(groups.items())},
+        "frames": s["frames"],
+        "size": s["size"],
+        "seed": s["seed"],
     }
 
 
-def train_evaluate_report(cfg: Config, prepared: Prepared, out: Path, synthetic: bool, progress: bool,
-                          log=print) -> dict:
+def train_evaluate_report(
+    cfg: Config, prepared: Prepared, out: Path, synthetic: bool, progress: bool, log=print
+) -> dict:
     """Train on the prepared data, evaluate the best checkpoint on its test split, write the report."""
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "data.json", describe_data(prepared, synthetic))
@@ -58,7 +66,9 @@ def run_demo(cfg: Config, progress: bool = True, log=print) -> dict:
     log("3/4 training ...")
     metrics = train_evaluate_report(cfg, prepared, out, synthetic=True, progress=progress, log=log)
     minutes = (time.time() - started) / 60
-    log(f"demo finished in {minutes:.1f} min: test accuracy {metrics['accuracy']:.3f} "
-        f"(chance {1 / len(metrics['labels']):.3f}), macro-F1 {metrics['macro_f1']:.3f}; report {out / 'report.md'}")
+    log(
+        f"demo finished in {minutes:.1f} min: test accuracy {metrics['accuracy']:.3f} "
+        f"(chance {1 / len(metrics['labels']):.3f}), macro-F1 {metrics['macro_f1']:.3f}; report {out / 'report.md'}"
+    )
     metrics["demo_minutes"] = minutes
     return metrics

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 def augment_clips(
     x: torch.Tensor,
     generator: torch.Generator | None = None,
-    max_shift: float = 0.08,
-    max_rotate_deg: float = 10.0,
-    max_scale: float = 0.1,
-    max_gain: float = 0.2,
+    max_shift: float = 0.05,
+    max_rotate_deg: float = 6.0,
+    max_scale: float = 0.06,
+    max_gain: float = 0.15,
 ) -> torch.Tensor:
     """Random flip, shift, rotation, zoom and brightness/contrast per clip."""
     b, t, h, w = x.shape

@@ -25,13 +25,23 @@ from tqdm import tqdm
 from vemo.config import PrepareConfig
 from vemo.data.datasets import read_dataset
 from vemo.data.face import crop_square, track_faces
-from vemo.data.records import Record, Skipped
+from vemo.data.records import Record
 from vemo.data.split import assign_splits
 from vemo.data.video import ClipError, decode_gray, sample_indices
 
 CACHE_VERSION = 1
 # Settings that change the cached content; workers and cache location do not.
-_KEYED = ("dataset", "frames", "size", "face", "detect_frames", "margin", "val_fraction", "test_fraction", "seed")
+_KEYED = (
+    "dataset",
+    "frames",
+    "size",
+    "face",
+    "detect_frames",
+    "margin",
+    "val_fraction",
+    "test_fraction",
+    "seed",
+)
 
 
 class PrepareError(RuntimeError):
@@ -163,8 +173,14 @@ def _build(records: list[Record], cfg: PrepareConfig, tmp: Path, progress: bool)
     except ValueError as err:
         raise PrepareError(str(err)) from err
     items = [
-        {"source": r.source, "label": r.label, "group": r.group, "split": split,
-         "face_detected": bool(detected[i]), "meta": r.meta}
+        {
+            "source": r.source,
+            "label": r.label,
+            "group": r.group,
+            "split": split,
+            "face_detected": bool(detected[i]),
+            "meta": r.meta,
+        }
         for i, r, split in zip(keep, usable, splits, strict=True)
     ]
     train_idx = np.array([k for k, it in enumerate(items) if it["split"] == "train"], dtype=np.int64)
@@ -192,8 +208,12 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
         built = _build(records, cfg, tmp, progress)
         skipped = [asdict(s) for s in unreadable] + built["skipped"]
         manifest = {
-            "version": CACHE_VERSION, "settings": asdict(cfg), "labels": list(labels),
-            "items": built["items"], "skipped": skipped, "stats": built["stats"],
+            "version": CACHE_VERSION,
+            "settings": asdict(cfg),
+            "labels": list(labels),
+            "items": built["items"],
+            "skipped": skipped,
+            "stats": built["stats"],
             "counts": _counts(built["items"]),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -202,8 +222,10 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
         shutil.rmtree(tmp, ignore_errors=True)
     prepared = load_prepared(final)
     n_fallback = sum(not it["face_detected"] for it in prepared.items)
-    log(f"{summarize(len(prepared.items), prepared.manifest['skipped'])}; "
-        f"face found in {len(prepared.items) - n_fallback}, centre-crop fallback in {n_fallback}; cache {final}")
+    log(
+        f"{summarize(len(prepared.items), prepared.manifest['skipped'])}; "
+        f"face found in {len(prepared.items) - n_fallback}, centre-crop fallback in {n_fallback}; cache {final}"
+    )
     return prepared
 
 

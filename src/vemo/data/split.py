@@ -36,9 +36,7 @@ def split_groups(
     """Map each group to 'train', 'val' or 'test'. Needs at least 3 groups (one per split)."""
     groups = sorted({r.group for r in records})
     if len(groups) < 3:
-        raise ValueError(
-            f"an actor-independent split needs at least 3 actors/groups, found {len(groups)}: {groups}"
-        )
+        raise ValueError(f"an actor-independent split needs at least 3 actors/groups, found {len(groups)}: {groups}")
     n_test = max(1, round(test_fraction * len(groups)))
     n_val = max(1, round(val_fraction * len(groups)))
     if n_test + n_val >= len(groups):

@@ -339,9 +339,7 @@ def _lin(n: int) -> np.ndarray:
     return out
 
 
-def _curve(
-    a: tuple[float, float], b: tuple[float, float], bulge: float, n: int = 9, power: float = 1.0
-) -> np.ndarray:
+def _curve(a: tuple[float, float], b: tuple[float, float], bulge: float, n: int = 9, power: float = 1.0) -> np.ndarray:
     """Points from a to b, pushed by `bulge` (head units, + = down) in the middle."""
     s = _lin(n)
     out = np.empty((n, 2))
@@ -559,13 +557,9 @@ def _background(cfg: SynthConfig, I: Identity, p: ClipParams) -> np.ndarray:
     t = np.clip(0.5 + 0.5 * (np.cos(ang) * u + np.sin(ang) * v), 0, 1)[..., None]
     img = c1 * (1 - t) + c2 * t
     for _ in range(int(rng.integers(2, 8))):
-        blob = _blob(
-            u, v, rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0.1, 0.5), rng.uniform(0.1, 0.5)
-        )
+        blob = _blob(u, v, rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0.1, 0.5), rng.uniform(0.1, 0.5))
         img += blob[..., None] * (rng.uniform(-70, 70) + rng.normal(0, 20, 3))
-    img += cv2.resize(
-        rng.normal(0, rng.uniform(5, 20), (4, 5, 3)), (small_w, small_h), interpolation=cv2.INTER_CUBIC
-    )
+    img += cv2.resize(rng.normal(0, rng.uniform(5, 20), (4, 5, 3)), (small_w, small_h), interpolation=cv2.INTER_CUBIC)
     img = cv2.resize(img.astype(np.float32), (W * SS, H * SS), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.4:  # a door frame / shelf edge: strong straight edges away from the face
         x = int(rng.choice([rng.uniform(0.02, 0.18), rng.uniform(0.82, 0.98)]) * W * SS)
@@ -691,8 +685,7 @@ class _Scene:
         lift = 0.015 * a[_I["AU9"]] + 0.01 * a[_I["AU10"]]
         flare = 1 + 0.2 * a[_I["AU9"]]
         nostrils = [
-            _q(to_img(_ellipse_pts(sgn * I.nose_w * 0.5, I.nose_y - lift, 0.032 * flare, 0.016, 10)))
-            for sgn in (-1, 1)
+            _q(to_img(_ellipse_pts(sgn * I.nose_w * 0.5, I.nose_y - lift, 0.032 * flare, 0.016, 10))) for sgn in (-1, 1)
         ]
         cv2.fillPoly(canvas, nostrils, self.colors["nostril"], cv2.LINE_AA, 4)
 
@@ -733,12 +726,8 @@ class _Scene:
         cv2.fillPoly(mask, [_q(poly - (x0, y0)) for poly in polys], 255, cv2.LINE_AA, 4)
         k = mask.astype(np.float32) * (1 / 255)
         patch[:] = cv2.blendLinear(layer, patch, k, 1 - k)
-        cv2.polylines(
-            canvas, [_q(to_img(e[0])) for e in eyes], False, self.colors["lash"], SS, cv2.LINE_AA, 4
-        )
-        cv2.polylines(
-            canvas, [_q(to_img(e[1])) for e in eyes], False, self.colors["lower_lid"], 1, cv2.LINE_AA, 4
-        )
+        cv2.polylines(canvas, [_q(to_img(e[0])) for e in eyes], False, self.colors["lash"], SS, cv2.LINE_AA, 4)
+        cv2.polylines(canvas, [_q(to_img(e[1])) for e in eyes], False, self.colors["lower_lid"], 1, cv2.LINE_AA, 4)
 
     def _camera(self, canvas: np.ndarray, t: float) -> np.ndarray:
         """Downscale, then lighting (gain + directional gradient), white balance, blur and sensor noise."""
@@ -880,9 +869,7 @@ def synthesize(out_dir: str | Path, cfg: SynthConfig, workers: int = 0, progress
                     if not (keep and path.exists()):
                         jobs.append((cfg, actor, sentence, emotion, level, str(path)))
     workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
-    bar = tqdm(
-        total=len(paths), initial=len(paths) - len(jobs), desc="synth", unit="clip", disable=not progress
-    )
+    bar = tqdm(total=len(paths), initial=len(paths) - len(jobs), desc="synth", unit="clip", disable=not progress)
     with bar:
         if workers <= 1:
             for job in jobs:

@@ -25,13 +25,10 @@ def _check_compatible(ckpt: dict, prepared: Prepared) -> None:
             f"{prepared.manifest['settings']['size']}; prepare again with prepare.size={size}"
         )
     if list(ckpt["labels"]) != list(prepared.labels):
-        raise CheckpointError(
-            f"label sets differ: checkpoint {ckpt['labels']} vs data {prepared.labels}"
-        )
+        raise CheckpointError(f"label sets differ: checkpoint {ckpt['labels']} vs data {prepared.labels}")
 
 
-def evaluate(checkpoint: str | Path, prepared: Prepared, out_dir: str | Path, split: str = "test",
-             log=print) -> dict:
+def evaluate(checkpoint: str | Path, prepared: Prepared, out_dir: str | Path, split: str = "test", log=print) -> dict:
     """Evaluate on `split`; writes metrics.json, confusion.png and predictions.csv into out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -45,8 +42,14 @@ def evaluate(checkpoint: str | Path, prepared: Prepared, out_dir: str | Path, sp
     probs = result["probs"].numpy()
     pred = probs.argmax(1)
     metrics = classification_metrics(y.numpy(), pred, list(ckpt["labels"]))
-    metrics.update({"split": split, "checkpoint": str(checkpoint), "data": str(prepared.path),
-                    "model": ckpt["config"]["model"]["name"]})
+    metrics.update(
+        {
+            "split": split,
+            "checkpoint": str(checkpoint),
+            "data": str(prepared.path),
+            "model": ckpt["config"]["model"]["name"],
+        }
+    )
     write_json(out / "metrics.json", metrics)
     plot_confusion(np.array(metrics["confusion_matrix"]), metrics["labels"], out / "confusion.png")
     _write_predictions(out / "predictions.csv", prepared, split, y.numpy(), probs, metrics["labels"])

@@ -31,8 +31,12 @@ def classification_metrics(y_true, y_pred, labels: list[str]) -> dict:
     n = int(support.sum())
     weights = support / n if n else np.zeros_like(tp)
     per_class = {
-        lab: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-              "support": int(support[i])}
+        lab: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
         for i, lab in enumerate(labels)
     }
     return {
@@ -53,8 +57,10 @@ def format_table(metrics: dict) -> str:
     lines = [f"{'class':<10} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}"]
     for lab, m in metrics["per_class"].items():
         lines.append(f"{lab:<10} {m['precision']:9.3f} {m['recall']:7.3f} {m['f1']:6.3f} {m['support']:8d}")
-    lines.append(f"{'macro':<10} {metrics['macro_precision']:9.3f} {metrics['macro_recall']:7.3f} "
-                 f"{metrics['macro_f1']:6.3f} {metrics['n']:8d}")
+    lines.append(
+        f"{'macro':<10} {metrics['macro_precision']:9.3f} {metrics['macro_recall']:7.3f} "
+        f"{metrics['macro_f1']:6.3f} {metrics['n']:8d}"
+    )
     lines.append(f"{'weighted':<10} {'':>9} {'':>7} {metrics['weighted_f1']:6.3f}")
     lines.append(f"accuracy {metrics['accuracy']:.3f} on {metrics['n']} clips")
     return "\n".join(lines)

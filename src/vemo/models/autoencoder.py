@@ -37,7 +37,9 @@ class FrameDecoder(nn.Module):
         self.width = width
         self.fc = nn.Sequential(nn.Linear(code_dim, 4 * width * self.grid**2), nn.ReLU())
         self.up = nn.Sequential(
-            UpStage(4 * width, 2 * width), UpStage(2 * width, width), UpStage(width, width // 2),
+            UpStage(4 * width, 2 * width),
+            UpStage(2 * width, width),
+            UpStage(width, width // 2),
             nn.Conv2d(width // 2, 1, 3, padding=1),
         )
 

@@ -20,7 +20,10 @@ class FrameSequenceClassifier(nn.Module):
     """
 
     def __init__(
-        self, encoder: nn.Module, temporal: nn.Module, bottleneck: Bottleneck | None = None,
+        self,
+        encoder: nn.Module,
+        temporal: nn.Module,
+        bottleneck: Bottleneck | None = None,
         decoder: FrameDecoder | None = None,
     ):
         super().__init__()

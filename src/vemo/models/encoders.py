@@ -24,7 +24,11 @@ def register_encoder(name: str):
 
 def _head(channels: int, feature_dim: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, feature_dim), nn.ReLU()
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(channels, feature_dim),
+        nn.ReLU(),
     )
 
 
@@ -36,7 +40,10 @@ def small_cnn(width: int = 24, feature_dim: int = 128, dropout: float = 0.0) -> 
     """
     w = width
     return nn.Sequential(
-        ConvStage(1, w), ConvStage(w, 2 * w), ConvStage(2 * w, 4 * w), ConvStage(4 * w, 8 * w),
+        ConvStage(1, w),
+        ConvStage(w, 2 * w),
+        ConvStage(2 * w, 4 * w),
+        ConvStage(4 * w, 8 * w),
         _head(8 * w, feature_dim, dropout),
     )
 

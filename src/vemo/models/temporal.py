@@ -26,20 +26,34 @@ class LSTMHead(nn.Module):
     """LSTM over frame codes, then the last step (or attention over all steps), then dense layers."""
 
     def __init__(
-        self, in_dim: int, hidden: int, n_classes: int, layers: int = 1, bidirectional: bool = False,
-        dropout: float = 0.3, attention: bool = False,
+        self,
+        in_dim: int,
+        hidden: int,
+        n_classes: int,
+        layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.3,
+        attention: bool = False,
     ):
         super().__init__()
         self.bidirectional = bidirectional
         self.hidden = hidden
         self.lstm = nn.LSTM(
-            in_dim, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional,
+            in_dim,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=bidirectional,
             dropout=dropout if layers > 1 else 0.0,
         )
         out_dim = hidden * (2 if bidirectional else 1)
         self.attention = AttentionPool(out_dim) if attention else None
         self.classifier = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(out_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
+            nn.Dropout(dropout),
+            nn.Linear(out_dim, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n_classes),
         )
 
     def forward(self, codes: torch.Tensor) -> dict[str, torch.Tensor]:

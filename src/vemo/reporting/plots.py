@@ -63,13 +63,26 @@ def plot_confusion(cm: np.ndarray, labels: list[str], png: str | Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.3))
     for ax, data, title, fmt in ((axes[0], cm, "counts", "d"), (axes[1], norm, "row-normalised", ".2f")):
         ax.imshow(data, cmap="Blues", vmin=0, vmax=data.max() if data.max() > 0 else 1)
-        ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted", ylabel="true", title=title)
+        ax.set(
+            xticks=range(len(labels)),
+            yticks=range(len(labels)),
+            xlabel="predicted",
+            ylabel="true",
+            title=title,
+        )
         ax.set_xticklabels(labels, rotation=45, ha="right")
         ax.set_yticklabels(labels)
         hi = data.max() / 2 if data.max() > 0 else 0.5
         for i in range(len(labels)):
             for j in range(len(labels)):
-                ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=8,
-                        color="white" if data[i, j] > hi else "black")
+                ax.text(
+                    j,
+                    i,
+                    format(data[i, j], fmt),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if data[i, j] > hi else "black",
+                )
     fig.tight_layout()
     _save(fig, png)

@@ -38,7 +38,17 @@ from vemo.io import write_text
 from vemo.models.registry import build_model, count_parameters
 from vemo.training.checkpoint import atomic_save
 
-HISTORY_FIELDS = ("stage", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "recon_loss", "lr", "seconds")
+HISTORY_FIELDS = (
+    "stage",
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "recon_loss",
+    "lr",
+    "seconds",
+)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -75,10 +85,10 @@ def _inputs(xb: torch.Tensor, stats: dict, cfg: Config, gen: torch.Generator, tr
     return clean, noisy
 
 
-def _pick_frames(b: int, t: int, k: int, gen: torch.Generator) -> torch.Tensor:
-    """k distinct random frame indices per clip, as flat indices into (b*t)."""
-    k = min(k, t)
-    idx = torch.argsort(torch.rand(b, t, generator=gen), dim=1)[:, :k]
+def _pick_frames(b: int, t: int, k: int, gen: torch.Generator, first: int = 0) -> torch.Tensor:
+    """k distinct random frame indices per clip among frames first..t-1, as flat indices into (b*t)."""
+    k = min(k, t - first)
+    idx = first + torch.argsort(torch.rand(b, t - first, generator=gen), dim=1)[:, :k]
     return (idx + torch.arange(b).unsqueeze(1) * t).reshape(-1)
 
 
@@ -94,7 +104,9 @@ def pretrain_frames(model, x, y, stats, cfg: Config, gen, progress: bool, log) -
 
     Each step takes `pretrain_frames` random frames per clip and trains (a) a throw-away linear
     classifier on the per-frame codes with the clip's label and (b) for autoencoder variants, the
-    denoising reconstruction. A clip of T frames costs T encoder passes per joint step but carries
+    denoising reconstruction. Frames come from the later part of each clip (`pretrain_from`): acted
+    expressions start near neutral, and onset frames labelled with the clip's emotion are mostly
+    label noise, which stalls a frame classifier. A clip of T frames costs T encoder passes per joint step but carries
     one label, so an encoder learns far faster from frames; the sequence model then starts from
     useful features instead of noise.
     """
@@ -108,20 +120,26 @@ def pretrain_frames(model, x, y, stats, cfg: Config, gen, progress: bool, log) -
     for epoch in range(1, cfg.train.pretrain_epochs + 1):
         model.train()
         start, ce_sum, rec_sum, correct, n = time.time(), 0.0, 0.0, 0, 0
-        bar = tqdm(iterate(x, y, cfg.train.batch_size * 2, True, gen), total=math.ceil(len(x) / (2 * cfg.train.batch_size)),
-                   desc=f"pretrain frames {epoch}/{cfg.train.pretrain_epochs}", disable=not progress, leave=False)
+        bs = cfg.train.pretrain_batch_size
+        bar = tqdm(
+            iterate(x, y, bs, True, gen),
+            total=math.ceil(len(x) / bs),
+            desc=f"pretrain frames {epoch}/{cfg.train.pretrain_epochs}",
+            disable=not progress,
+            leave=False,
+        )
         for xb, yb in bar:
             clean, noisy = _inputs(xb, stats, cfg, gen, train=True)
             b, t = clean.shape[:2]
-            pick = _pick_frames(b, t, k, gen)
+            pick = _pick_frames(b, t, k, gen, first=int(cfg.train.pretrain_from * t))
             codes = model.encode_frames(noisy.reshape(b * t, *noisy.shape[2:])[pick])
-            labels = yb.repeat_interleave(min(k, t))
+            labels = yb.repeat_interleave(len(pick) // b)
             logits = probe(codes)
             ce = F.cross_entropy(logits, labels, label_smoothing=cfg.train.label_smoothing)
             loss = ce
             if use_ae:
                 rec = F.mse_loss(model.reconstruct(codes).squeeze(1), clean.reshape(b * t, *clean.shape[2:])[pick])
-                loss = loss + rec
+                loss = loss + cfg.train.recon_weight * rec
                 rec_sum += rec.item() * len(pick)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -130,11 +148,20 @@ def pretrain_frames(model, x, y, stats, cfg: Config, gen, progress: bool, log) -
             correct += (logits.argmax(1) == labels).sum().item()
             n += len(pick)
             bar.set_postfix(ce=f"{ce_sum / n:.3f}", acc=f"{correct / n:.3f}")
-        row = {"stage": "pretrain", "epoch": epoch, "train_loss": ce_sum / n, "train_acc": correct / n,
-               "recon_loss": rec_sum / n if use_ae else "", "lr": cfg.train.lr, "seconds": time.time() - start}
+        row = {
+            "stage": "pretrain",
+            "epoch": epoch,
+            "train_loss": ce_sum / n,
+            "train_acc": correct / n,
+            "recon_loss": rec_sum / n if use_ae else "",
+            "lr": cfg.train.lr,
+            "seconds": time.time() - start,
+        }
         recon = f", reconstruction MSE {row['recon_loss']:.4f}" if use_ae else ""
-        log(f"pretrain epoch {epoch}: frame loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}{recon} "
-            f"({row['seconds']:.0f}s)")
+        log(
+            f"pretrain epoch {epoch}: frame loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}{recon} "
+            f"({row['seconds']:.0f}s)"
+        )
         rows.append(row)
     return rows
 
@@ -161,8 +188,13 @@ def _write_history(rows: list[dict], out: Path) -> None:
 
 def _checkpoint(model, cfg: Config, prepared: Prepared, epoch: int, val_acc: float) -> dict:
     return {
-        "model": model.state_dict(), "config": cfg.to_dict(), "labels": prepared.labels,
-        "stats": prepared.manifest["stats"], "epoch": epoch, "val_acc": val_acc, "vemo_version": __version__,
+        "model": model.state_dict(),
+        "config": cfg.to_dict(),
+        "labels": prepared.labels,
+        "stats": prepared.manifest["stats"],
+        "epoch": epoch,
+        "val_acc": val_acc,
+        "vemo_version": __version__,
     }
 
 
@@ -191,16 +223,22 @@ def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool =
 
     steps = math.ceil(len(x_tr) / cfg.train.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.train.lr, total_steps=max(1, cfg.train.epochs * steps),
-                                                pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.train.lr, total_steps=max(1, cfg.train.epochs * steps), pct_start=0.15
+    )
     best = (-1.0, float("inf"))  # (val_acc, -val_loss) ordering: higher acc, then lower loss
     best_epoch, stale, epoch = 0, 0, 0
     joint_start = time.time()
     for epoch in range(1, cfg.train.epochs + 1):
         model.train()
         t0, total, correct, rec_total, n = time.time(), 0.0, 0, 0.0, 0
-        bar = tqdm(iterate(x_tr, y_tr, cfg.train.batch_size, True, gen), total=steps,
-                   desc=f"train {epoch}/{cfg.train.epochs}", disable=not progress, leave=False)
+        bar = tqdm(
+            iterate(x_tr, y_tr, cfg.train.batch_size, True, gen),
+            total=steps,
+            desc=f"train {epoch}/{cfg.train.epochs}",
+            disable=not progress,
+            leave=False,
+        )
         for xb, yb in bar:
             clean, noisy = _inputs(xb, stats, cfg, gen, train=True)
             out_ = model(noisy)
@@ -219,9 +257,17 @@ def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool =
             n += len(yb)
             bar.set_postfix(loss=f"{total / n:.3f}", acc=f"{correct / n:.3f}")
         val_loss, val_acc = validate(model, x_va, y_va, stats, cfg)
-        row = {"stage": "joint", "epoch": epoch, "train_loss": total / n, "train_acc": correct / n,
-               "val_loss": val_loss, "val_acc": val_acc, "recon_loss": rec_total / n if rec_total else "",
-               "lr": sched.get_last_lr()[0], "seconds": time.time() - t0}
+        row = {
+            "stage": "joint",
+            "epoch": epoch,
+            "train_loss": total / n,
+            "train_acc": correct / n,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "recon_loss": rec_total / n if rec_total else "",
+            "lr": sched.get_last_lr()[0],
+            "seconds": time.time() - t0,
+        }
         history.append(row)
         _write_history(history, out)
         improved = (val_acc, -val_loss) > (best[0], -best[1])
@@ -230,8 +276,10 @@ def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool =
             atomic_save(_checkpoint(model, cfg, prepared, epoch, val_acc), out / "best.pt")
         else:
             stale += 1
-        log(f"epoch {epoch}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
-            f"val loss {val_loss:.3f} acc {val_acc:.3f}{' *' if improved else ''} ({row['seconds']:.0f}s)")
+        log(
+            f"epoch {epoch}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
+            f"val loss {val_loss:.3f} acc {val_acc:.3f}{' *' if improved else ''} ({row['seconds']:.0f}s)"
+        )
         if stale >= cfg.train.patience:
             log(f"early stopping: no validation improvement for {stale} epochs")
             break
