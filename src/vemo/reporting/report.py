@@ -52,7 +52,8 @@ def _training_section(run: Path, cfg: dict, history: list[dict], train: dict) ->
         f"- model `{m.get('name')}`: encoder `{m.get('encoder')}` (width {m.get('width')}, features "
         f"{m.get('feature_dim')}), autoencoder code {m.get('bottleneck_dim')}, LSTM hidden {m.get('hidden')}; "
         f"{train.get('parameters', 0) / 1e6:.2f}M parameters",
-        f"- {len(pre)} autoencoder pretraining epochs, then {len(joint)} joint epochs (max {t.get('epochs')}, "
+        f"- {len(pre)} frame pretraining epochs (frame classifier, plus reconstruction for autoencoder "
+        f"variants), then {len(joint)} joint epochs (max {t.get('epochs')}, "
         f"patience {t.get('patience')}); best validation accuracy {float(train.get('best_val_acc', 0)):.3f} "
         f"at epoch {train.get('best_epoch')}; {float(train.get('seconds', 0)) / 60:.1f} min training",
         f"- AdamW lr {t.get('lr')} one-cycle, batch {t.get('batch_size')}, label smoothing "
@@ -84,6 +85,21 @@ def _results_section(metrics: dict) -> list[str]:
     return lines
 
 
+def _provenance_section(env: dict) -> list[str]:
+    if not env:
+        return []
+    return [
+        "## How this run was made",
+        "",
+        f"- command: `{env.get('command')}`",
+        f"- vemo {env.get('vemo')} (git {str(env.get('git_commit'))[:10]}), torch {env.get('torch')}, "
+        f"python {env.get('python')}",
+        f"- machine: {env.get('platform')}, {env.get('cpu_count')} CPUs, {env.get('torch_threads')} torch threads",
+        f"- data manifest sha256 `{str(env.get('data_manifest_sha256'))[:16]}`",
+        "",
+    ]
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write `report.md` into a run folder from its config, history, data summary and metrics."""
     run = Path(run_dir)
@@ -94,6 +110,7 @@ def write_report(run_dir: str | Path) -> Path:
     lines += _data_section(data)
     lines += _training_section(run, cfg, _history(run / "history.csv"), _read_json(run / "train.json"))
     lines += _results_section(_read_json(run / "metrics.json"))
+    lines += _provenance_section(_read_json(run / "environment.json"))
     if data.get("synthetic"):
         lines += [
             "## Caveat",

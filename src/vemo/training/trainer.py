@@ -34,8 +34,9 @@ from vemo.config import Config
 from vemo.data.augment import augment_clips
 from vemo.data.loader import iterate, load_split, normalize
 from vemo.data.prepare import Prepared
-from vemo.io import write_text
+from vemo.io import write_json, write_text
 from vemo.models.registry import build_model, count_parameters
+from vemo.provenance import environment
 from vemo.training.checkpoint import atomic_save
 
 HISTORY_FIELDS = (
@@ -205,6 +206,7 @@ def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool =
     set_threads(cfg.train.threads)
     gen = seed_everything(cfg.train.seed)
     cfg.save(out / "config.yaml")
+    write_json(out / "environment.json", environment(prepared.path / "manifest.json"))
     stats = prepared.manifest["stats"]
     x_tr, y_tr = load_split(prepared, "train")
     x_va, y_va = load_split(prepared, "val")
