@@ -33,3 +33,14 @@ def test_int_accepted_for_float_and_roundtrip():
 def test_bad_overrides_name_the_problem(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_shipped_configs_load_and_demo_matches_defaults():
+    from pathlib import Path
+
+    from vemo.config import Config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for path in configs.glob("*.yaml"):
+        load_config(path)  # raises on any unknown key or wrong type
+    assert load_config(configs / "demo.yaml") == Config()  # the documented demo config is what runs
