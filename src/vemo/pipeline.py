@@ -59,11 +59,11 @@ def run_demo(cfg: Config, progress: bool = True, log=print) -> dict:
     started = time.time()
     out = Path(cfg.out)
     root = Path(cfg.prepare.root)
-    log(f"1/4 synthesising {root} ...")
+    log(f"1/3 synthesising {root} ...")
     synthesize(root, cfg.synth, progress=progress)
-    log("2/4 preparing clips ...")
+    log("2/3 preparing clips ...")
     prepared = prepare(cfg.prepare, progress=progress, log=log)
-    log("3/4 training ...")
+    log("3/3 training, evaluating on the test actors, writing the report ...")
     metrics = train_evaluate_report(cfg, prepared, out, synthetic=True, progress=progress, log=log)
     minutes = (time.time() - started) / 60
     log(

@@ -1,0 +1,51 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+from vemo.config import Config
+from vemo.training.checkpoint import CheckpointError, atomic_save, load_checkpoint, model_from_checkpoint
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: what a hostile checkpoint would do."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    with path.open("wb") as fh:
+        pickle.dump({"model": _RunsCode(), "config": {}}, fh)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_checkpoint(path)
+
+
+def test_round_trip_and_architecture_mismatch(tmp_path):
+    from vemo.models.registry import build_model
+
+    cfg = Config()
+    cfg.model.width = 8
+    model = build_model(cfg.model, 6, cfg.prepare.size)
+    ckpt = {"model": model.state_dict(), "config": cfg.to_dict(), "labels": list("abcdef"), "stats": {}}
+    atomic_save(ckpt, tmp_path / "ok.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["ok.pt"]  # no temporary file left behind
+    loaded = model_from_checkpoint(load_checkpoint(tmp_path / "ok.pt"))
+    x = torch.randn(2, 10, 48, 48)
+    model.eval()
+    assert torch.equal(loaded(x)["logits"], model(x)["logits"])
+
+    ckpt["config"]["model"]["width"] = 16  # the weights no longer fit the architecture it names
+    atomic_save(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        model_from_checkpoint(load_checkpoint(tmp_path / "bad.pt"))
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"hello")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
