@@ -74,10 +74,13 @@ def cmd_evaluate(args) -> None:
     cfg = _config(args)
     if args.data:
         prepared = load_prepared(args.data)
-    else:  # prepare with the checkpoint's own preprocessing so frames match what the model saw
+    else:
+        # The checkpoint's own preprocessing and split settings, so frames match what the model saw and
+        # "test" means the same actors it was kept away from; only where the data lives comes from here.
         ckpt_prep = load_checkpoint(args.checkpoint)["config"]["prepare"]
-        for key in ("frames", "size", "face", "margin", "detect_frames"):
-            setattr(cfg.prepare, key, ckpt_prep[key])
+        for key, value in ckpt_prep.items():
+            if key not in ("dataset", "root", "workers", "cache_dir"):
+                setattr(cfg.prepare, key, value)
         prepared = prepare(cfg.prepare, progress=not args.quiet)
     out = Path(args.out or Path(args.checkpoint).parent)
     evaluate(args.checkpoint, prepared, out, split=args.split)
