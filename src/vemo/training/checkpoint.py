@@ -39,8 +39,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: refused to load: it contains Python objects beyond tensors and plain values, which "
             f"could run code when unpickled (vemo only loads with weights_only=True). Details: {err}"
         ) from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+    except Exception as err:  # torch raises many types for non-checkpoint bytes (KeyError, EOFError, ...)
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"{path}: not a vemo checkpoint (missing 'model' or 'config')")
     return ckpt
