@@ -4,8 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 # tcmalloc doubles CPU training speed here; used when present, installed best-effort by `make setup`.
-TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
-RUN     := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC)) $(BIN)/vemo
+# Looked up by the shell when a recipe runs, i.e. after `setup` may have installed it.
+FIND_TCMALLOC := ls /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4 2>/dev/null | head -n 1
+PRELOAD := LD_PRELOAD=$$($(FIND_TCMALLOC))
 
 .PHONY: setup demo test lint clean
 
@@ -18,21 +19,21 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .
-	-@[ -n "$(TCMALLOC)" ] || ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] || \
+	-@[ -n "$$($(FIND_TCMALLOC))" ] || ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] || \
 	  (apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 || \
 	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1)) || \
 	  echo "note: libtcmalloc-minimal4 not installed; training runs about 2x slower without it"
 	touch $(STAMP)
 
 demo: setup
-	$(RUN) demo
+	$(PRELOAD) $(BIN)/vemo demo
 
 lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
 test: lint
-	$(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC)) $(BIN)/pytest
+	$(PRELOAD) $(BIN)/pytest
 
 clean:
 	rm -rf runs cache data/synth .pytest_cache

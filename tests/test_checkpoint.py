@@ -15,6 +15,7 @@ class _RunsCode:
         return (os.system, ("echo pwned > /dev/null",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_malicious_pickle_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     with path.open("wb") as fh:

@@ -44,3 +44,9 @@ def test_shipped_configs_load_and_demo_matches_defaults():
     for path in configs.glob("*.yaml"):
         load_config(path)  # raises on any unknown key or wrong type
     assert load_config(configs / "demo.yaml") == Config()  # the documented demo config is what runs
+
+
+def test_text_overrides_are_kept_as_typed():
+    cfg = load_config(None, ["prepare.root=0123", "out=on", "train.epochs=0x10"])
+    assert cfg.prepare.root == "0123" and cfg.out == "on"  # not the YAML octal 83 or the boolean True
+    assert cfg.train.epochs == 16  # numbers still parse as numbers

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vemo.config import PrepareConfig
-from vemo.data.prepare import PrepareError, load_prepared, prepare
+from vemo.data.prepare import PrepareError, load_prepared, prepare, process_clip
 
 
 def _cfg(root, cache, **kw):
@@ -59,6 +59,11 @@ def test_bad_files_are_skipped_with_reasons(tiny_synth, tmp_path):
         "1004_IEO_XXX_LO.flv": "bad-name",
     }
     assert any(line.startswith("prepared 24, skipped 4:") for line in logs)
+    # with holes from skipped files, row k of the frames still belongs to items[k]
+    frames = prepared.frames()
+    for k in (0, 7, 23):
+        clip, _ = process_clip(prepared.items[k]["source"], _cfg(root, tmp_path / "cache"))
+        assert np.array_equal(clip, frames[k])
 
 
 def test_nothing_usable_is_an_error(tmp_path):

@@ -40,7 +40,7 @@ class PrepareConfig:
 
     dataset: str = "crema-d"
     root: str = "data/synth"
-    frames: int = 16  # T, frames sampled uniformly per clip (10-20 allowed)
+    frames: int = 16  # T, frames sampled uniformly per clip (10-20 recommended; others warn)
     size: int = 48  # output frames are size x size grayscale
     face: str = "haar"  # "haar" (with centre-crop fallback) or "center"
     detect_frames: int = 3  # the face is detected on this many sampled frames, interpolated between
@@ -104,7 +104,9 @@ class Config:
         return asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        from vemo.io import write_text
+
+        write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 class ConfigError(ValueError):
@@ -150,6 +152,13 @@ def _update(obj: Any, values: dict[str, Any], where: str) -> None:
             setattr(obj, key, _coerce(value, current, f"{where}.{key}"))
 
 
+def _lookup(cfg: Any, parts: list[str]) -> Any:
+    node = cfg
+    for part in parts:
+        node = getattr(node, part, None)
+    return node
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults, then the YAML file (if any), then `section.key=value` overrides, in that order."""
     cfg = Config()
@@ -167,7 +176,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+        # Text fields take the text as typed (a path "0123" must not become the number 83).
+        node[parts[-1]] = raw if isinstance(_lookup(cfg, parts), str) else yaml.safe_load(raw)
         _update(cfg, nested, "override")
     return cfg
 

@@ -31,7 +31,7 @@ from vemo.data.video import ClipError, decode_gray, sample_indices
 
 CACHE_VERSION = 1
 # Settings that change the cached content; workers and cache location do not.
-_KEYED = (
+KEYED_SETTINGS = (
     "dataset",
     "frames",
     "size",
@@ -102,7 +102,7 @@ def _worker_init() -> None:
 
 def cache_key(cfg: PrepareConfig, records: list[Record]) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({k: getattr(cfg, k) for k in _KEYED}, sort_keys=True).encode())
+    h.update(json.dumps({k: getattr(cfg, k) for k in KEYED_SETTINGS}, sort_keys=True).encode())
     h.update(str(CACHE_VERSION).encode())
     for r in records:
         st = os.stat(r.source)
@@ -217,7 +217,11 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
             "counts": _counts(built["items"]),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, final)
+        if final.exists() and not (final / "manifest.json").exists():
+            shutil.rmtree(final)  # a stale folder without a manifest is not a cache
+        if not final.exists():
+            os.replace(tmp, final)
+        # else: a concurrent prepare of the same data finished first; its cache is identical
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     prepared = load_prepared(final)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from vemo.data.loader import load_split
+from vemo.data.prepare import KEYED_SETTINGS as PREPARE_KEYED
 from vemo.data.prepare import Prepared
 from vemo.evaluation.inference import predict
 from vemo.evaluation.metrics import classification_metrics, format_table
@@ -28,12 +29,25 @@ def _check_compatible(ckpt: dict, prepared: Prepared) -> None:
         raise CheckpointError(f"label sets differ: checkpoint {ckpt['labels']} vs data {prepared.labels}")
 
 
+def _differences(ckpt: dict, prepared: Prepared) -> list[str]:
+    """Preprocessing or split settings in which the data differs from what the model was trained on."""
+    trained, data = ckpt["config"]["prepare"], prepared.manifest["settings"]
+    return [
+        f"{k}: trained {trained.get(k)!r}, data {data.get(k)!r}" for k in PREPARE_KEYED if trained.get(k) != data.get(k)
+    ]
+
+
 def evaluate(checkpoint: str | Path, prepared: Prepared, out_dir: str | Path, split: str = "test", log=print) -> dict:
     """Evaluate on `split`; writes metrics.json, confusion.png and predictions.csv into out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(checkpoint)
     _check_compatible(ckpt, prepared)
+    if diffs := _differences(ckpt, prepared):
+        log(
+            "warning: the data was prepared differently from the training data (frames may look different, "
+            "and 'test' may not be the actors held out in training): " + "; ".join(diffs)
+        )
     model = model_from_checkpoint(ckpt)
     x, y = load_split(prepared, split)
     if len(x) == 0:

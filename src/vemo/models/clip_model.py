@@ -45,7 +45,6 @@ class FrameSequenceClassifier(nn.Module):
         """(N, S, S) or (N, 1, S, S) -> (N, D) per-frame codes."""
         if frames.dim() == 3:
             frames = frames.unsqueeze(1)
-        frames = frames.contiguous(memory_format=torch.channels_last)
         h = self.encoder(frames)
         return self.bottleneck(h) if self.bottleneck is not None else h
 

@@ -1,6 +1,6 @@
 """`vemo train`: autoencoder pretraining on frames, then joint training on clips.
 
-Plain PyTorch rather than Lightning: the loop is ~200 readable lines (nanoGPT style), the two-stage
+Plain PyTorch rather than Lightning: the loop is ~300 readable lines (nanoGPT style), the two-stage
 schedule and the per-clip reconstruction subset are explicit, and data-parallel training needs only
 `torch.distributed` + torchrun on top, which is how it will be added.
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -52,6 +53,14 @@ HISTORY_FIELDS = (
 )
 
 
+def _check_train_config(cfg: Config) -> None:
+    t = cfg.train
+    if t.epochs < 1 or t.patience < 1 or t.batch_size < 1:
+        raise ValueError("train.epochs, train.patience and train.batch_size must be at least 1")
+    if not 0.0 <= t.pretrain_from < 1.0 or t.pretrain_frames < 1:
+        raise ValueError("train.pretrain_from must be in [0, 1) and train.pretrain_frames at least 1")
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)
@@ -60,8 +69,6 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def set_threads(threads: int) -> None:
-    import os
-
     torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
@@ -100,7 +107,7 @@ def _recon_loss(model: nn.Module, codes: torch.Tensor, clean: torch.Tensor, k: i
     return F.mse_loss(recon.squeeze(1), clean.reshape(b * t, *clean.shape[2:])[pick])
 
 
-def pretrain_frames(model, x, y, stats, cfg: Config, gen, progress: bool, log) -> list[dict]:
+def pretrain_frames(model, x, y, n_classes: int, stats, cfg: Config, gen, progress: bool, log) -> list[dict]:
     """Stage 1: train the frame encoder (and the autoencoder, if any) on single frames.
 
     Each step takes `pretrain_frames` random frames per clip and trains (a) a throw-away linear
@@ -111,7 +118,6 @@ def pretrain_frames(model, x, y, stats, cfg: Config, gen, progress: bool, log) -
     one label, so an encoder learns far faster from frames; the sequence model then starts from
     useful features instead of noise.
     """
-    n_classes = int(y.max()) + 1
     probe = nn.Linear(model.code_dim, n_classes)
     params = [p for n, p in model.named_parameters() if not n.startswith("temporal.")] + list(probe.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -201,8 +207,14 @@ def _checkpoint(model, cfg: Config, prepared: Prepared, epoch: int, val_acc: flo
 
 def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool = True, log=print) -> TrainResult:
     """Train `cfg.model` on the prepared data's train split, selecting on its val split."""
+    _check_train_config(cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # Record the preprocessing the data really had (a cache may come from `--data` with other settings),
+    # so the checkpoint describes its inputs and evaluation re-prepares the same frames and split.
+    for key, value in prepared.manifest["settings"].items():
+        if key not in ("workers", "cache_dir") and hasattr(cfg.prepare, key):
+            setattr(cfg.prepare, key, value)
     set_threads(cfg.train.threads)
     gen = seed_everything(cfg.train.seed)
     cfg.save(out / "config.yaml")
@@ -220,7 +232,7 @@ def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool =
     started = time.time()
     history: list[dict] = []
     if cfg.train.pretrain_epochs > 0:
-        history += pretrain_frames(model, x_tr, y_tr, stats, cfg, gen, progress, log)
+        history += pretrain_frames(model, x_tr, y_tr, len(prepared.labels), stats, cfg, gen, progress, log)
         _write_history(history, out)
 
     steps = math.ceil(len(x_tr) / cfg.train.batch_size)
