@@ -17,10 +17,8 @@ from vemo.data.records import Record
 SPLITS = ("train", "val", "test")
 
 
-def _imbalance(assign: dict[str, str], counts: dict[str, Counter], labels: list[str]) -> float:
-    total = sum((c for c in counts.values()), Counter())
-    overall = np.array([total[lab] for lab in labels], dtype=float)
-    overall /= overall.sum()
+def _imbalance(assign: dict[str, str], counts: dict[str, Counter], labels: list[str], overall: np.ndarray) -> float:
+    """Squared distance of each split's label proportions from the overall proportions, summed."""
     cost = 0.0
     for split in SPLITS:
         c = sum((counts[g] for g, s in assign.items() if s == split), Counter())
@@ -45,6 +43,8 @@ def split_groups(
     for r in records:
         counts[r.group][r.label] += 1
     labels = sorted({r.label for r in records})
+    total = Counter(r.label for r in records)
+    overall = np.array([total[lab] for lab in labels], dtype=float) / len(records)
     rng = np.random.default_rng(seed)
     best, best_cost = None, float("inf")
     for _ in range(tries):
@@ -52,7 +52,7 @@ def split_groups(
         assign = {}
         for rank, gi in enumerate(order):
             assign[groups[gi]] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-        cost = _imbalance(assign, counts, labels)
+        cost = _imbalance(assign, counts, labels, overall)
         if cost < best_cost - 1e-12:
             best, best_cost = assign, cost
     assert best is not None

@@ -100,11 +100,14 @@ def _pick_frames(b: int, t: int, k: int, gen: torch.Generator, first: int = 0) -
     return (idx + torch.arange(b).unsqueeze(1) * t).reshape(-1)
 
 
-def _recon_loss(model: nn.Module, codes: torch.Tensor, clean: torch.Tensor, k: int, gen) -> torch.Tensor:
-    b, t = clean.shape[:2]
-    pick = _pick_frames(b, t, k, gen)
-    recon = model.reconstruct(codes.reshape(b * t, -1)[pick])
-    return F.mse_loss(recon.squeeze(1), clean.reshape(b * t, *clean.shape[2:])[pick])
+def _frames(clips: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
+    """Rows `pick` of (B, T, ...) clips flattened to (B*T, ...)."""
+    return clips.reshape(-1, *clips.shape[2:])[pick]
+
+
+def _recon_loss(model: nn.Module, codes: torch.Tensor, clean: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
+    """Reconstruction MSE of the picked frames; `codes` are those frames' codes (N, D)."""
+    return F.mse_loss(model.reconstruct(codes).squeeze(1), _frames(clean, pick))
 
 
 def pretrain_frames(model, x, y, n_classes: int, stats, cfg: Config, gen, progress: bool, log) -> list[dict]:
@@ -114,14 +117,14 @@ def pretrain_frames(model, x, y, n_classes: int, stats, cfg: Config, gen, progre
     classifier on the per-frame codes with the clip's label and (b) for autoencoder variants, the
     denoising reconstruction. Frames come from the later part of each clip (`pretrain_from`): acted
     expressions start near neutral, and onset frames labelled with the clip's emotion are mostly
-    label noise, which stalls a frame classifier. A clip of T frames costs T encoder passes per joint step but carries
-    one label, so an encoder learns far faster from frames; the sequence model then starts from
-    useful features instead of noise.
+    label noise, which stalls a frame classifier. A clip of T frames costs T encoder passes per joint
+    step but carries one label, so an encoder learns far faster from frames; the sequence model then
+    starts from useful features instead of noise.
     """
     probe = nn.Linear(model.code_dim, n_classes)
     params = [p for n, p in model.named_parameters() if not n.startswith("temporal.")] + list(probe.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    use_ae = getattr(model, "has_autoencoder", False)
+    use_ae = model.has_autoencoder
     k = cfg.train.pretrain_frames
     rows = []
     for epoch in range(1, cfg.train.pretrain_epochs + 1):
@@ -139,13 +142,13 @@ def pretrain_frames(model, x, y, n_classes: int, stats, cfg: Config, gen, progre
             clean, noisy = _inputs(xb, stats, cfg, gen, train=True)
             b, t = clean.shape[:2]
             pick = _pick_frames(b, t, k, gen, first=int(cfg.train.pretrain_from * t))
-            codes = model.encode_frames(noisy.reshape(b * t, *noisy.shape[2:])[pick])
+            codes = model.encode_frames(_frames(noisy, pick))
             labels = yb.repeat_interleave(len(pick) // b)
             logits = probe(codes)
             ce = F.cross_entropy(logits, labels, label_smoothing=cfg.train.label_smoothing)
             loss = ce
             if use_ae:
-                rec = F.mse_loss(model.reconstruct(codes).squeeze(1), clean.reshape(b * t, *clean.shape[2:])[pick])
+                rec = _recon_loss(model, codes, clean, pick)
                 loss = loss + cfg.train.recon_weight * rec
                 rec_sum += rec.item() * len(pick)
             opt.zero_grad(set_to_none=True)
@@ -243,6 +246,7 @@ def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool =
     best = (-1.0, float("inf"))  # (val_acc, -val_loss) ordering: higher acc, then lower loss
     best_epoch, stale, epoch = 0, 0, 0
     joint_start = time.time()
+    use_ae = model.has_autoencoder and cfg.train.recon_weight > 0
     for epoch in range(1, cfg.train.epochs + 1):
         model.train()
         t0, total, correct, rec_total, n = time.time(), 0.0, 0, 0.0, 0
@@ -257,8 +261,9 @@ def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool =
             clean, noisy = _inputs(xb, stats, cfg, gen, train=True)
             out_ = model(noisy)
             loss = F.cross_entropy(out_["logits"], yb, label_smoothing=cfg.train.label_smoothing)
-            if getattr(model, "has_autoencoder", False) and cfg.train.recon_weight > 0:
-                rec = _recon_loss(model, out_["codes"], clean, cfg.train.recon_frames, gen)
+            if use_ae:
+                pick = _pick_frames(*clean.shape[:2], cfg.train.recon_frames, gen)
+                rec = _recon_loss(model, _frames(out_["codes"], pick), clean, pick)
                 loss = loss + cfg.train.recon_weight * rec
                 rec_total += rec.item() * len(yb)
             opt.zero_grad(set_to_none=True)
@@ -278,7 +283,7 @@ def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool =
             "train_acc": correct / n,
             "val_loss": val_loss,
             "val_acc": val_acc,
-            "recon_loss": rec_total / n if rec_total else "",
+            "recon_loss": rec_total / n if use_ae else "",
             "lr": sched.get_last_lr()[0],
             "seconds": time.time() - t0,
         }
