@@ -24,8 +24,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help="dataset reader (crema-d)")
-    p.add_argument("--root", help="dataset folder (for crema-d: the folder holding VideoFlash/)")
+    p.add_argument("--dataset", help="dataset reader: crema-d, fer2013 or folder")
+    p.add_argument(
+        "--root",
+        help="dataset location: crema-d: the folder holding VideoFlash/; fer2013: fer2013.csv or folders of "
+        "<class>/*.jpg; folder: <label>/<clip> sub-folders",
+    )
 
 
 def _config(args: argparse.Namespace):
@@ -63,13 +67,13 @@ def cmd_train(args) -> None:
 
     cfg = _config(args)
     prepared = load_prepared(args.data) if args.data else prepare(cfg.prepare, progress=not args.quiet)
-    train_evaluate_report(cfg, prepared, Path(cfg.out), synthetic=False, progress=not args.quiet)
+    train_evaluate_report(cfg, prepared, Path(cfg.out), synthetic=False, progress=not args.quiet, resume=args.resume)
 
 
 def cmd_evaluate(args) -> None:
     from vemo.data.prepare import load_prepared, prepare
     from vemo.evaluation.evaluate import evaluate
-    from vemo.training.checkpoint import load_checkpoint
+    from vemo.training.checkpoint import SHIPPED, load_checkpoint
 
     cfg = _config(args)
     if args.data:
@@ -82,7 +86,8 @@ def cmd_evaluate(args) -> None:
             if key not in ("dataset", "root", "workers", "cache_dir"):
                 setattr(cfg.prepare, key, value)
         prepared = prepare(cfg.prepare, progress=not args.quiet)
-    out = Path(args.out or Path(args.checkpoint).parent)
+    default_out = Path("runs/evaluate") if args.checkpoint in SHIPPED else Path(args.checkpoint).parent
+    out = Path(args.out) if args.out else default_out
     evaluate(args.checkpoint, prepared, out, split=args.split)
     print(f"metrics: {out / 'metrics.json'}")
 
@@ -133,14 +138,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help="frame encoder (small_cnn, resnet)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--out", help="run folder (default runs/demo)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from OUT/last.pt (same config); starts fresh if there is none",
+    )
     _common(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics of a checkpoint on a dataset split")
-    p.add_argument("--checkpoint", required=True, help="a .pt file written by vemo train")
+    p.add_argument(
+        "--checkpoint", required=True, help="a .pt file written by vemo train, or 'default' for the shipped model"
+    )
     _data_args(p)
     p.add_argument("--data", help="a prepared cache folder (skips prepare)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test", "all"],
+        help="default: 'test' on the dataset the model was trained on, 'all' on any other data",
+    )
     p.add_argument("--out", help="folder for metrics.json (default: the checkpoint's folder)")
     _common(p)
     p.set_defaults(func=cmd_evaluate)

@@ -77,6 +77,7 @@ class TrainConfig:
     pretrain_frames: int = 4  # random frames per clip per pretraining step
     pretrain_batch_size: int = 8  # clips per pretraining step (x pretrain_frames frames)
     pretrain_from: float = 0.5  # pretraining frames come from this fraction of the clip onwards
+    pretrain_schedule: str = "constant"  # learning rate in pretraining: "constant" or "onecycle"
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -84,9 +85,12 @@ class TrainConfig:
     recon_weight: float = 0.3  # weight of the reconstruction loss (pretraining and joint training)
     noise_std: float = 0.15  # denoising: std of Gaussian noise added to the input frames
     recon_frames: int = 4  # frames per clip reconstructed in joint training (saves decoder compute)
+    recon_fraction: float = 1.0  # share of pretraining frames that are also reconstructed (decoder cost)
     patience: int = 6  # early stopping: epochs without validation improvement
     max_minutes: float = 0.0  # stop joint training after this wall time (0: no limit)
     augment: bool = True  # random flips, shifts and brightness on training clips
+    freeze_encoder: bool = False  # joint stage trains autoencoder + LSTM + head only (after pretraining):
+    # a T-frame clip then costs T encoder forward passes but no encoder backward (stills datasets)
     seed: int = 0
     threads: int = 0  # torch intra-op threads, 0: one per core
     channels_last: bool = True

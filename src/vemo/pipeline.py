@@ -38,15 +38,18 @@ def describe_data(prepared: Prepared, synthetic: bool = False) -> dict:
 
 
 def train_evaluate_report(
-    cfg: Config, prepared: Prepared, out: Path, synthetic: bool, progress: bool, log=print
+    cfg: Config, prepared: Prepared, out: Path, synthetic: bool, progress: bool, log=print, resume: bool = False
 ) -> dict:
     """Train on the prepared data, evaluate the best checkpoint on its test split, write the report."""
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "data.json", describe_data(prepared, synthetic))
-    result = train(cfg, prepared, out, progress=progress, log=log)
+    result = train(cfg, prepared, out, progress=progress, log=log, resume=resume)
     write_json(out / "train.json", {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()})
-    log("\ntest set:")
-    metrics = evaluate(result.best_checkpoint, prepared, out, split="test", log=log)
+    split = "test" if len(prepared.indices("test")) else "val"
+    if split == "val":
+        log("\nno test split in this data: evaluating on val, which also selected the checkpoint (optimistic)")
+    log(f"\n{split} set:")
+    metrics = evaluate(result.best_checkpoint, prepared, out, split=split, log=log)
     report = write_report(out)
     log(f"\nreport: {report}")
     return metrics

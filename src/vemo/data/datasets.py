@@ -1,26 +1,43 @@
 """Registry of dataset readers: each maps a root folder to records, skipped files and a label set.
 
-New datasets slot in by registering a reader; `prepare` never branches on the dataset name.
+New datasets slot in by registering a reader; `prepare` never branches on the dataset name, only on
+the reader's `kind`: "clips" are decoded, face-tracked videos (or frame folders), "stills" are face
+images that become sequences by the protocol in `vemo.data.stills`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from vemo.data.crema_d import read_crema_d
+from vemo.data.fer2013 import read_fer2013
+from vemo.data.folder import read_folder
 from vemo.data.records import Record, Skipped
 
-Reader = Callable[[str | Path], tuple[list[Record], list[Skipped], tuple[str, ...]]]
+ReadFn = Callable[[str | Path], tuple[list[Record], list[Skipped], tuple[str, ...]]]
 
-READERS: dict[str, Reader] = {
-    "crema-d": read_crema_d,
+
+@dataclass(frozen=True)
+class DatasetReader:
+    read: ReadFn
+    kind: str  # "clips" or "stills"
+
+
+READERS: dict[str, DatasetReader] = {
+    "crema-d": DatasetReader(read_crema_d, "clips"),
+    "fer2013": DatasetReader(read_fer2013, "stills"),
+    "folder": DatasetReader(read_folder, "clips"),
 }
 
 
-def read_dataset(name: str, root: str | Path) -> tuple[list[Record], list[Skipped], tuple[str, ...]]:
+def get_reader(name: str) -> DatasetReader:
     try:
-        reader = READERS[name]
+        return READERS[name]
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(READERS))}") from None
-    return reader(root)
+
+
+def read_dataset(name: str, root: str | Path) -> tuple[list[Record], list[Skipped], tuple[str, ...]]:
+    return get_reader(name).read(root)

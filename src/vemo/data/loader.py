@@ -13,15 +13,28 @@ import numpy as np
 import torch
 
 from vemo.data.prepare import Prepared
+from vemo.data.stills import to_sequences
 
 
-def load_split(prepared: Prepared, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, T, S, S) uint8 frames and (N,) int64 targets of one split."""
+def load_split(prepared: Prepared, split: str, expand: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, T, S, S) uint8 frames and (N,) int64 targets of one split ("all": every item).
+
+    Stills datasets are stored as (N, 1, S, S); `expand` turns them into T-frame sequences with the
+    fixed evaluation protocol of `vemo.data.stills`. Training passes expand=False and draws fresh
+    trajectories per batch instead (`expand_batch`).
+    """
     idx = prepared.indices(split)
     frames = prepared.frames()
     x = torch.from_numpy(np.ascontiguousarray(frames[idx])) if len(idx) else torch.empty(0, *frames.shape[1:])
-    y = torch.from_numpy(prepared.targets()[idx])
-    return x.to(torch.uint8), y
+    x = x.to(torch.uint8)
+    if expand and prepared.kind == "stills":
+        x = to_sequences(x, prepared.manifest["settings"]["frames"])
+    return x, torch.from_numpy(prepared.targets()[idx])
+
+
+def expand_batch(xb: torch.Tensor, t: int, generator: torch.Generator) -> torch.Tensor:
+    """Training batches of stills (B, 1, S, S) -> fresh random sequences (B, T, S, S); clips pass through."""
+    return to_sequences(xb, t, generator) if xb.shape[1] == 1 and t > 1 else xb
 
 
 def normalize(x: torch.Tensor, stats: dict[str, float]) -> torch.Tensor:

@@ -19,17 +19,18 @@ from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from vemo.config import PrepareConfig
-from vemo.data.datasets import read_dataset
+from vemo.data.datasets import get_reader
 from vemo.data.face import crop_square, track_faces
 from vemo.data.records import Record
 from vemo.data.split import assign_splits
-from vemo.data.video import ClipError, decode_gray, sample_indices
+from vemo.data.video import ClipError, decode_clip, sample_indices
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 # Settings that change the cached content; workers and cache location do not.
 KEYED_SETTINGS = (
     "dataset",
@@ -60,6 +61,11 @@ class Prepared:
         return self.manifest["labels"]
 
     @property
+    def kind(self) -> str:
+        """ "clips" (frames.npy is N x T x S x S) or "stills" (N x 1 x S x S, sequences made at load time)."""
+        return self.manifest.get("kind", "clips")
+
+    @property
     def items(self) -> list[dict]:
         return self.manifest["items"]
 
@@ -67,6 +73,8 @@ class Prepared:
         return np.load(self.path / "frames.npy", mmap_mode="r")
 
     def indices(self, split: str) -> np.ndarray:
+        if split == "all":
+            return np.arange(len(self.items))
         return np.array([i for i, it in enumerate(self.items) if it["split"] == split], dtype=np.int64)
 
     def targets(self) -> np.ndarray:
@@ -74,24 +82,42 @@ class Prepared:
         return np.array([index[it["label"]] for it in self.items], dtype=np.int64)
 
 
-def process_clip(source: str, cfg: PrepareConfig) -> tuple[np.ndarray, bool]:
-    """Decode, sample T frames uniformly, locate the face, crop and resize. Raises ClipError."""
-    frames = decode_gray(source)
+def process_clip(source: str, cfg: PrepareConfig) -> tuple[np.ndarray, dict]:
+    """Decode, sample T frames uniformly, locate the face, crop and resize. Raises ClipError.
+
+    Returns the (T, S, S) clip and facts for the manifest: whether a face was found, how many frames
+    the source had (fewer than T: frames were repeated, `padded`).
+    """
+    frames = decode_clip(source)
     picked = [frames[i] for i in sample_indices(len(frames), cfg.frames)]
     track = track_faces(picked, cfg.face, cfg.detect_frames)
     crops = [crop_square(f, b, cfg.size, cfg.margin) for f, b in zip(picked, track.boxes, strict=True)]
-    return np.stack(crops), track.detected
+    info = {"face_detected": track.detected, "n_frames": len(frames), "padded": len(frames) < cfg.frames}
+    return np.stack(crops), info
 
 
-def _work(job: tuple[int, str, PrepareConfig]) -> tuple[int, np.ndarray | None, bool, str, str]:
-    i, source, cfg = job
+def process_still(source: str, cfg: PrepareConfig) -> tuple[np.ndarray, dict]:
+    """A face image resized to S x S, as a (1, S, S) clip; sequences are made at load time (stills.py)."""
+    from vemo.data.fer2013 import load_still
+
+    image = load_still(source)
+    interp = cv2.INTER_AREA if min(image.shape) > cfg.size else cv2.INTER_LINEAR
+    still = cv2.resize(image, (cfg.size, cfg.size), interpolation=interp)
+    return still[None], {"face_detected": False, "n_frames": 1, "padded": False}
+
+
+PROCESSORS = {"clips": process_clip, "stills": process_still}
+
+
+def _work(job: tuple[int, str, PrepareConfig, str]) -> tuple[int, np.ndarray | None, dict, str, str]:
+    i, source, cfg, kind = job
     try:
-        clip, detected = process_clip(source, cfg)
-        return i, clip, detected, "", ""
+        clip, info = PROCESSORS[kind](source, cfg)
+        return i, clip, info, "", ""
     except ClipError as err:
-        return i, None, False, str(err), err.kind
+        return i, None, {}, str(err), err.kind
     except Exception as err:  # a batch run goes on; the manifest says what went wrong
-        return i, None, False, f"unexpected error: {type(err).__name__}: {err}", "error"
+        return i, None, {}, f"unexpected error: {type(err).__name__}: {err}", "error"
 
 
 def _worker_init() -> None:
@@ -104,9 +130,13 @@ def cache_key(cfg: PrepareConfig, records: list[Record]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({k: getattr(cfg, k) for k in KEYED_SETTINGS}, sort_keys=True).encode())
     h.update(str(CACHE_VERSION).encode())
+    stats: dict[str, str] = {}
     for r in records:
-        st = os.stat(r.source)
-        h.update(f"{r.source}|{st.st_size}|{st.st_mtime_ns}|{r.label}|{r.group}|{r.split}\n".encode())
+        path = r.source.split("#row")[0]  # a CSV row's file is the CSV
+        if path not in stats:
+            st = os.stat(path)
+            stats[path] = f"{st.st_size}|{st.st_mtime_ns}"
+        h.update(f"{r.source}|{stats[path]}|{r.label}|{r.group}|{r.split}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -119,10 +149,11 @@ def summarize(n_ok: int, skipped: list[dict]) -> str:
     return f"prepared {n_ok}, skipped {len(skipped)}: {detail}"
 
 
-def _run_jobs(records: list[Record], cfg: PrepareConfig, progress: bool):
-    jobs = [(i, r.source, cfg) for i, r in enumerate(records)]
-    workers = cfg.workers or os.cpu_count() or 1
-    bar = tqdm(total=len(jobs), desc="prepare", unit="clip", disable=not progress)
+def _run_jobs(records: list[Record], cfg: PrepareConfig, kind: str, progress: bool):
+    jobs = [(i, r.source, cfg, kind) for i, r in enumerate(records)]
+    # Stills are tiny and a CSV would be parsed once per worker: one process is faster for them.
+    workers = 1 if kind == "stills" else cfg.workers or os.cpu_count() or 1
+    bar = tqdm(total=len(jobs), desc="prepare", unit="image" if kind == "stills" else "clip", disable=not progress)
     if workers == 1 or len(jobs) < 8:
         for job in jobs:
             yield _work(job)
@@ -145,17 +176,17 @@ def _train_stats(frames: np.ndarray, train_idx: np.ndarray) -> dict[str, float]:
     return {"mean": float(x.mean()), "std": float(max(x.std(), 1e-3))}
 
 
-def _build(records: list[Record], cfg: PrepareConfig, tmp: Path, progress: bool) -> dict:
-    n, shape = len(records), (cfg.frames, cfg.size, cfg.size)
+def _build(records: list[Record], cfg: PrepareConfig, kind: str, tmp: Path, progress: bool, log) -> dict:
+    n, shape = len(records), (1 if kind == "stills" else cfg.frames, cfg.size, cfg.size)
     raw = np.lib.format.open_memmap(tmp / "raw.npy", mode="w+", dtype=np.uint8, shape=(n, *shape))
     ok = np.zeros(n, dtype=bool)
-    detected = np.zeros(n, dtype=bool)
+    infos: dict[int, dict] = {}
     errors: dict[int, tuple[str, str]] = {}
-    for i, clip, found, reason, kind in _run_jobs(records, cfg, progress):
+    for i, clip, info, reason, why in _run_jobs(records, cfg, kind, progress):
         if clip is None:
-            errors[i] = (reason, kind)
+            errors[i] = (reason, why)
         else:
-            raw[i], ok[i], detected[i] = clip, True, found
+            raw[i], ok[i], infos[i] = clip, True, info
     keep = np.flatnonzero(ok)
     frames = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8, shape=(len(keep), *shape))
     for start in range(0, len(keep), 512):
@@ -168,17 +199,14 @@ def _build(records: list[Record], cfg: PrepareConfig, tmp: Path, progress: bool)
         reasons = Counter(s["kind"] for s in skipped).most_common()
         raise PrepareError(f"no clip in {cfg.root} was usable: " + ", ".join(f"{n} {k}" for k, n in reasons))
     usable = [records[i] for i in keep]
-    try:  # split only what is usable, so stratification sees the clips that will be used
-        splits = assign_splits(usable, cfg.val_fraction, cfg.test_fraction, cfg.seed)
-    except ValueError as err:
-        raise PrepareError(str(err)) from err
+    splits = _split(usable, cfg, log)  # split only what is usable: stratification sees the clips used
     items = [
         {
             "source": r.source,
             "label": r.label,
             "group": r.group,
             "split": split,
-            "face_detected": bool(detected[i]),
+            **infos[i],
             "meta": r.meta,
         }
         for i, r, split in zip(keep, usable, splits, strict=True)
@@ -187,9 +215,19 @@ def _build(records: list[Record], cfg: PrepareConfig, tmp: Path, progress: bool)
     return {"items": items, "skipped": skipped, "stats": _train_stats(frames, train_idx)}
 
 
+def _split(records: list[Record], cfg: PrepareConfig, log) -> list[str]:
+    """Dataset splits where prescribed, actor-independent ones otherwise; too few actors: all test."""
+    try:
+        return assign_splits(records, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    except ValueError as err:
+        log(f"warning: {err}; all {len(records)} clips go to the test split (usable for evaluation only)")
+        return [r.split or "test" for r in records]
+
+
 def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
     """Read, split, crop and cache a dataset; reuse the cache when settings and files are unchanged."""
-    records, unreadable, labels = read_dataset(cfg.dataset, cfg.root)
+    reader = get_reader(cfg.dataset)
+    records, unreadable, labels = reader.read(cfg.root)
     if not records:
         reasons = "; ".join(f"{Path(s.source).name}: {s.reason}" for s in unreadable[:5])
         raise PrepareError(f"{cfg.root}: no usable {cfg.dataset} files found" + (f" ({reasons})" if reasons else ""))
@@ -205,11 +243,12 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        built = _build(records, cfg, tmp, progress)
+        built = _build(records, cfg, reader.kind, tmp, progress, log)
         skipped = [asdict(s) for s in unreadable] + built["skipped"]
         manifest = {
             "version": CACHE_VERSION,
             "settings": asdict(cfg),
+            "kind": reader.kind,
             "labels": list(labels),
             "items": built["items"],
             "skipped": skipped,
@@ -225,12 +264,19 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     prepared = load_prepared(final)
-    n_fallback = sum(not it["face_detected"] for it in prepared.items)
-    log(
-        f"{summarize(len(prepared.items), prepared.manifest['skipped'])}; "
-        f"face found in {len(prepared.items) - n_fallback}, centre-crop fallback in {n_fallback}; cache {final}"
-    )
+    log(f"{summarize(len(prepared.items), prepared.manifest['skipped'])}; {_face_summary(prepared)}; cache {final}")
     return prepared
+
+
+def _face_summary(prepared: Prepared) -> str:
+    if prepared.kind == "stills":
+        return "face images used as they are (no detection)"
+    n_fallback = sum(not it["face_detected"] for it in prepared.items)
+    n_padded = sum(it.get("padded", False) for it in prepared.items)
+    padded = (
+        f", {n_padded} shorter than T={prepared.manifest['settings']['frames']} (frames repeated)" if n_padded else ""
+    )
+    return f"face found in {len(prepared.items) - n_fallback}, centre-crop fallback in {n_fallback}{padded}"
 
 
 def _counts(items: list[dict]) -> dict[str, dict[str, int]]:

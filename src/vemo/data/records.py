@@ -20,6 +20,27 @@ CREMA_D_CODES = {
     "SAD": "sad",
 }
 CREMA_D_LABELS = tuple(CREMA_D_CODES.values())
+FER_LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+# Spellings met in folder names of other datasets, mapped onto the canonical names.
+SYNONYMS = {
+    "anger": "angry",
+    "disgusted": "disgust",
+    "fearful": "fear",
+    "afraid": "fear",
+    "happiness": "happy",
+    "joy": "happy",
+    "calm": "neutral",
+    "sadness": "sad",
+    "surprised": "surprise",
+    **{code.lower(): name for code, name in CREMA_D_CODES.items()},
+}
+
+
+def canonical_label(name: str) -> str:
+    """Lower-case label name with common synonyms mapped (`Anger` -> `angry`, `HAP` -> `happy`)."""
+    key = name.strip().lower()
+    return SYNONYMS.get(key, key)
 
 
 @dataclass(frozen=True)

@@ -60,8 +60,7 @@ def split_groups(
 
 
 def assign_splits(records: list[Record], val_fraction: float, test_fraction: float, seed: int) -> list[str]:
-    """Split per record: the dataset's own split where it prescribes one, else a group-disjoint one."""
-    if all(r.split for r in records):
-        return [r.split for r in records]  # type: ignore[misc]
-    by_group = split_groups(records, val_fraction, test_fraction, seed)
-    return [by_group[r.group] for r in records]
+    """Split per record: the dataset's own split where it prescribes one, a group-disjoint one for the rest."""
+    free = [r for r in records if not r.split]
+    by_group = split_groups(free, val_fraction, test_fraction, seed) if free else {}
+    return [r.split or by_group[r.group] for r in records]

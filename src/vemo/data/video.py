@@ -91,6 +91,35 @@ def decode_gray(path: str | Path, min_frames: int = 2) -> list[np.ndarray]:
     return frames
 
 
+def read_frames_folder(path: str | Path, min_frames: int = 2) -> list[np.ndarray]:
+    """A folder of images as one clip, frames in file-name order. Raises ClipError."""
+    import cv2
+
+    from vemo.data.fer2013 import IMAGE_EXTENSIONS
+
+    files = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    frames = []
+    for f in files:
+        image = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise ClipError(f"unreadable frame image {f.name}", "unreadable")
+        if frames and image.shape != frames[0].shape:
+            raise ClipError(
+                f"frame {f.name} is {image.shape[1]}x{image.shape[0]}, the first frame is "
+                f"{frames[0].shape[1]}x{frames[0].shape[0]}",
+                "corrupt",
+            )
+        frames.append(image)
+    if len(frames) < min_frames:
+        raise ClipError(f"only {len(frames)} frame image(s): too short to be a clip", "too-short")
+    return frames
+
+
+def decode_clip(source: str | Path) -> list[np.ndarray]:
+    """Grayscale frames of a video file or of a folder of frame images."""
+    return read_frames_folder(source) if Path(source).is_dir() else decode_gray(source)
+
+
 def sample_indices(n_frames: int, t: int) -> np.ndarray:
     """T indices spread uniformly over a clip of n frames: the centre of each of T equal segments.
 

@@ -28,8 +28,22 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+SHIPPED = {"default": "fer2013_cnn_ae_lstm.pt"}  # name -> file in vemo/weights (see its MODEL_CARD.md)
+
+
+def resolve_checkpoint(name: str | Path) -> Path:
+    """`default` (or another shipped name) -> the weights inside the package; anything else is a path."""
+    if str(name) in SHIPPED:
+        path = WEIGHTS / SHIPPED[str(name)]
+        if not path.exists():
+            raise CheckpointError(f"the shipped model {name!r} is missing from this install ({path})")
+        return path
+    return Path(name)
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from vemo import __version__
 from vemo.config import Config
 from vemo.data.augment import augment_clips
-from vemo.data.loader import iterate, load_split, normalize
+from vemo.data.loader import expand_batch, iterate, load_split, normalize
 from vemo.data.prepare import Prepared
 from vemo.io import write_json, write_text
 from vemo.models.registry import build_model, count_parameters
@@ -57,6 +57,10 @@ def _check_train_config(cfg: Config) -> None:
     t = cfg.train
     if t.epochs < 1 or t.patience < 1 or t.batch_size < 1:
         raise ValueError("train.epochs, train.patience and train.batch_size must be at least 1")
+    if t.pretrain_schedule not in ("constant", "onecycle"):
+        raise ValueError(f"train.pretrain_schedule must be 'constant' or 'onecycle', not {t.pretrain_schedule!r}")
+    if not 0.0 < t.recon_fraction <= 1.0:
+        raise ValueError("train.recon_fraction must be in (0, 1]")
     if not 0.0 <= t.pretrain_from < 1.0 or t.pretrain_frames < 1:
         raise ValueError("train.pretrain_from must be in [0, 1) and train.pretrain_frames at least 1")
 
@@ -110,70 +114,103 @@ def _recon_loss(model: nn.Module, codes: torch.Tensor, clean: torch.Tensor, pick
     return F.mse_loss(model.reconstruct(codes).squeeze(1), _frames(clean, pick))
 
 
-def pretrain_frames(model, x, y, n_classes: int, stats, cfg: Config, gen, progress: bool, log) -> list[dict]:
-    """Stage 1: train the frame encoder (and the autoencoder, if any) on single frames.
+def pretrain_epoch(model, probe, opt, sched, x, y, stats, cfg: Config, gen, epoch: int, progress: bool) -> dict:
+    """Stage 1, one epoch: train the frame encoder (and the autoencoder, if any) on single frames.
 
     Each step takes `pretrain_frames` random frames per clip and trains (a) a throw-away linear
-    classifier on the per-frame codes with the clip's label and (b) for autoencoder variants, the
-    denoising reconstruction. Frames come from the later part of each clip (`pretrain_from`): acted
-    expressions start near neutral, and onset frames labelled with the clip's emotion are mostly
-    label noise, which stalls a frame classifier. A clip of T frames costs T encoder passes per joint
-    step but carries one label, so an encoder learns far faster from frames; the sequence model then
-    starts from useful features instead of noise.
+    classifier `probe` on the per-frame codes with the clip's label and (b) for autoencoder variants,
+    the denoising reconstruction. Frames come from the later part of each clip (`pretrain_from`):
+    acted expressions start near neutral, and onset frames labelled with the clip's emotion are
+    mostly label noise, which stalls a frame classifier. A clip of T frames costs T encoder passes per
+    joint step but carries one label, so an encoder learns far faster from frames; the sequence model
+    then starts from useful features instead of noise. Stills datasets train on the stills themselves.
     """
-    probe = nn.Linear(model.code_dim, n_classes)
-    params = [p for n, p in model.named_parameters() if not n.startswith("temporal.")] + list(probe.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    model.train()
     use_ae = model.has_autoencoder
-    k = cfg.train.pretrain_frames
-    rows = []
-    for epoch in range(1, cfg.train.pretrain_epochs + 1):
-        model.train()
-        start, ce_sum, rec_sum, correct, n = time.time(), 0.0, 0.0, 0, 0
-        bs = cfg.train.pretrain_batch_size
-        bar = tqdm(
-            iterate(x, y, bs, True, gen),
-            total=math.ceil(len(x) / bs),
-            desc=f"pretrain frames {epoch}/{cfg.train.pretrain_epochs}",
-            disable=not progress,
-            leave=False,
-        )
-        for xb, yb in bar:
-            clean, noisy = _inputs(xb, stats, cfg, gen, train=True)
-            b, t = clean.shape[:2]
-            pick = _pick_frames(b, t, k, gen, first=int(cfg.train.pretrain_from * t))
-            codes = model.encode_frames(_frames(noisy, pick))
-            labels = yb.repeat_interleave(len(pick) // b)
-            logits = probe(codes)
-            ce = F.cross_entropy(logits, labels, label_smoothing=cfg.train.label_smoothing)
-            loss = ce
-            if use_ae:
-                rec = _recon_loss(model, codes, clean, pick)
-                loss = loss + cfg.train.recon_weight * rec
-                rec_sum += rec.item() * len(pick)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            ce_sum += ce.item() * len(pick)
-            correct += (logits.argmax(1) == labels).sum().item()
-            n += len(pick)
-            bar.set_postfix(ce=f"{ce_sum / n:.3f}", acc=f"{correct / n:.3f}")
-        row = {
-            "stage": "pretrain",
-            "epoch": epoch,
-            "train_loss": ce_sum / n,
-            "train_acc": correct / n,
-            "recon_loss": rec_sum / n if use_ae else "",
-            "lr": cfg.train.lr,
-            "seconds": time.time() - start,
-        }
-        recon = f", reconstruction MSE {row['recon_loss']:.4f}" if use_ae else ""
-        log(
-            f"pretrain epoch {epoch}: frame loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}{recon} "
-            f"({row['seconds']:.0f}s)"
-        )
-        rows.append(row)
-    return rows
+    start, ce_sum, rec_sum, correct, n = time.time(), 0.0, 0.0, 0, 0
+    bs = cfg.train.pretrain_batch_size
+    bar = tqdm(
+        iterate(x, y, bs, True, gen),
+        total=math.ceil(len(x) / bs),
+        desc=f"pretrain frames {epoch}/{cfg.train.pretrain_epochs}",
+        disable=not progress,
+        leave=False,
+    )
+    for xb, yb in bar:
+        clean, noisy = _inputs(xb, stats, cfg, gen, train=True)
+        b, t = clean.shape[:2]
+        pick = _pick_frames(b, t, cfg.train.pretrain_frames, gen, first=int(cfg.train.pretrain_from * t))
+        codes = model.encode_frames(_frames(noisy, pick))
+        labels = yb.repeat_interleave(len(pick) // b)
+        logits = probe(codes)
+        ce = F.cross_entropy(logits, labels, label_smoothing=cfg.train.label_smoothing)
+        loss = ce
+        if use_ae:
+            m = max(1, round(cfg.train.recon_fraction * len(pick)))  # picks are random: any m of them will do
+            rec = _recon_loss(model, codes[:m], clean, pick[:m])
+            loss = loss + cfg.train.recon_weight * rec
+            rec_sum += rec.item() * len(pick)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        ce_sum += ce.item() * len(pick)
+        correct += (logits.argmax(1) == labels).sum().item()
+        n += len(pick)
+        bar.set_postfix(ce=f"{ce_sum / n:.3f}", acc=f"{correct / n:.3f}")
+    return {
+        "stage": "pretrain",
+        "epoch": epoch,
+        "train_loss": ce_sum / n,
+        "train_acc": correct / n,
+        "recon_loss": rec_sum / n if use_ae else "",
+        "lr": opt.param_groups[0]["lr"],
+        "seconds": time.time() - start,
+    }
+
+
+def joint_epoch(model, opt, sched, x, y, stats, cfg: Config, gen, epoch: int, frames: int, progress: bool) -> dict:
+    """Stage 2, one epoch: cross-entropy on clips + weighted reconstruction of a few frames per clip."""
+    model.train()
+    if cfg.train.freeze_encoder:
+        model.encoder.eval()  # frozen: batch-norm statistics stay those of pretraining
+    use_ae = model.has_autoencoder and cfg.train.recon_weight > 0
+    t0, total, correct, rec_total, n = time.time(), 0.0, 0, 0.0, 0
+    bar = tqdm(
+        iterate(x, y, cfg.train.batch_size, True, gen),
+        total=math.ceil(len(x) / cfg.train.batch_size),
+        desc=f"train {epoch}/{cfg.train.epochs}",
+        disable=not progress,
+        leave=False,
+    )
+    for xb, yb in bar:
+        clean, noisy = _inputs(expand_batch(xb, frames, gen), stats, cfg, gen, train=True)
+        out_ = model(noisy)
+        loss = F.cross_entropy(out_["logits"], yb, label_smoothing=cfg.train.label_smoothing)
+        if use_ae:
+            pick = _pick_frames(*clean.shape[:2], cfg.train.recon_frames, gen)
+            rec = _recon_loss(model, _frames(out_["codes"], pick), clean, pick)
+            loss = loss + cfg.train.recon_weight * rec
+            rec_total += rec.item() * len(yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        total += loss.item() * len(yb)
+        correct += (out_["logits"].argmax(1) == yb).sum().item()
+        n += len(yb)
+        bar.set_postfix(loss=f"{total / n:.3f}", acc=f"{correct / n:.3f}")
+    return {
+        "stage": "joint",
+        "epoch": epoch,
+        "train_loss": total / n,
+        "train_acc": correct / n,
+        "recon_loss": rec_total / n if use_ae else "",
+        "lr": sched.get_last_lr()[0],
+        "seconds": time.time() - t0,
+    }
 
 
 @torch.no_grad()
@@ -202,14 +239,68 @@ def _checkpoint(model, cfg: Config, prepared: Prepared, epoch: int, val_acc: flo
         "config": cfg.to_dict(),
         "labels": prepared.labels,
         "stats": prepared.manifest["stats"],
+        "kind": prepared.kind,
         "epoch": epoch,
         "val_acc": val_acc,
         "vemo_version": __version__,
     }
 
 
-def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool = True, log=print) -> TrainResult:
-    """Train `cfg.model` on the prepared data's train split, selecting on its val split."""
+def _resume_state(stage, epoch, opt, sched, probe, gen, best, best_epoch, stale, history, elapsed) -> dict:
+    """Everything needed to continue exactly where an epoch ended (plain values and tensors only)."""
+    return {
+        "stage": stage,
+        "epoch": epoch,
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict() if sched is not None else None,
+        "probe": probe.state_dict() if probe is not None else None,
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "best": list(best),
+        "best_epoch": best_epoch,
+        "stale": stale,
+        "history": history,
+        "elapsed": elapsed,
+    }
+
+
+def _load_resume(out: Path, cfg: Config, log) -> dict | None:
+    """The resume state in out/last.pt, or None when there is none (a fresh start)."""
+    from vemo.training.checkpoint import CheckpointError, load_checkpoint
+
+    path = out / "last.pt"
+    if not path.exists():
+        log(f"resume: no {path} yet, starting from scratch")
+        return None
+    ckpt = load_checkpoint(path)
+    if "resume" not in ckpt:
+        raise CheckpointError(f"{path} holds no resume state (written by an older vemo?)")
+    saved = {k: v for k, v in ckpt["config"].items() if k != "out"}
+    now = {k: v for k, v in cfg.to_dict().items() if k != "out"}
+    if saved != now:
+        diffs = [
+            f"{sec}.{k}"
+            for sec in now
+            if isinstance(now[sec], dict)
+            for k in now[sec]
+            if now[sec][k] != saved.get(sec, {}).get(k)
+        ]
+        raise CheckpointError(
+            f"cannot resume {path}: the config differs from the interrupted run's ({', '.join(diffs)})"
+        )
+    return ckpt
+
+
+def train(
+    cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool = True, log=print, resume: bool = False
+) -> TrainResult:
+    """Train `cfg.model` on the prepared data's train split, selecting on its val split.
+
+    After every epoch (of either stage) `last.pt` holds the model and the full resume state (optimiser,
+    scheduler, RNG states, early-stopping counters, history), written atomically; `resume=True`
+    continues from it and, with the same config on the same machine, ends with the same weights as an
+    uninterrupted run.
+    """
     _check_train_config(cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -220,10 +311,12 @@ def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool =
             setattr(cfg.prepare, key, value)
     set_threads(cfg.train.threads)
     gen = seed_everything(cfg.train.seed)
+    state = _load_resume(out, cfg, log) if resume else None
     cfg.save(out / "config.yaml")
     write_json(out / "environment.json", environment(prepared.path / "manifest.json"))
     stats = prepared.manifest["stats"]
-    x_tr, y_tr = load_split(prepared, "train")
+    frames = prepared.manifest["settings"]["frames"]
+    x_tr, y_tr = load_split(prepared, "train", expand=False)  # stills get fresh sequences per batch
     x_va, y_va = load_split(prepared, "val")
     if len(x_tr) == 0 or len(x_va) == 0:
         raise ValueError(f"train and val splits must be non-empty (train {len(x_tr)}, val {len(x_va)})")
@@ -232,61 +325,88 @@ def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool =
         model = model.to(memory_format=torch.channels_last)
     n_params = count_parameters(model)
     log(f"model {cfg.model.name} ({n_params / 1e6:.2f}M parameters); train {len(x_tr)} clips, val {len(x_va)}")
-    started = time.time()
     history: list[dict] = []
-    if cfg.train.pretrain_epochs > 0:
-        history += pretrain_frames(model, x_tr, y_tr, len(prepared.labels), stats, cfg, gen, progress, log)
-        _write_history(history, out)
+    best, best_epoch, stale, elapsed = (-1.0, float("inf")), 0, 0, 0.0
+    done = ("none", 0)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        r = state["resume"]
+        history, best, best_epoch, stale, elapsed = (
+            r["history"],
+            tuple(r["best"]),
+            r["best_epoch"],
+            r["stale"],
+            r["elapsed"],
+        )
+        done = (r["stage"], r["epoch"])
+        log(f"resuming after {r['stage']} epoch {r['epoch']} ({elapsed / 60:.1f} min trained so far)")
+    started = time.time() - elapsed
 
+    def restore_rng():
+        """RNG states as they were when the interrupted run saved; called right before the next epoch."""
+        if state is not None:
+            gen.set_state(state["resume"]["generator"])
+            torch.set_rng_state(state["resume"]["torch_rng"])
+
+    def save_last(stage, epoch, opt, sched, probe, val_acc):
+        ckpt = _checkpoint(model, cfg, prepared, epoch, val_acc)
+        ckpt["resume"] = _resume_state(
+            stage, epoch, opt, sched, probe, gen, best, best_epoch, stale, history, time.time() - started
+        )
+        atomic_save(ckpt, out / "last.pt")
+
+    if cfg.train.pretrain_epochs > 0 and done[0] != "joint":
+        probe = nn.Linear(model.code_dim, len(prepared.labels))
+        params = [p for n, p in model.named_parameters() if not n.startswith("temporal.")] + list(probe.parameters())
+        opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        sched = None
+        if cfg.train.pretrain_schedule == "onecycle":
+            steps = cfg.train.pretrain_epochs * math.ceil(len(x_tr) / cfg.train.pretrain_batch_size)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.train.lr, total_steps=steps, pct_start=0.1)
+        first = 1
+        if done[0] == "pretrain":
+            probe.load_state_dict(state["resume"]["probe"])
+            opt.load_state_dict(state["resume"]["optimizer"])
+            if sched is not None:
+                sched.load_state_dict(state["resume"]["scheduler"])
+            first = done[1] + 1
+        restore_rng()
+        for epoch in range(first, cfg.train.pretrain_epochs + 1):
+            row = pretrain_epoch(model, probe, opt, sched, x_tr, y_tr, stats, cfg, gen, epoch, progress)
+            history.append(row)
+            _write_history(history, out)
+            save_last("pretrain", epoch, opt, sched, probe, 0.0)
+            recon = f", reconstruction MSE {row['recon_loss']:.4f}" if row["recon_loss"] != "" else ""
+            log(
+                f"pretrain epoch {epoch}: frame loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}{recon} "
+                f"({row['seconds']:.0f}s)"
+            )
+
+    if cfg.train.freeze_encoder:
+        model.encoder.requires_grad_(False)
     steps = math.ceil(len(x_tr) / cfg.train.batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.train.lr, total_steps=max(1, cfg.train.epochs * steps), pct_start=0.15
     )
-    best = (-1.0, float("inf"))  # (val_acc, -val_loss) ordering: higher acc, then lower loss
-    best_epoch, stale, epoch = 0, 0, 0
+    first = 1
+    if done[0] == "joint":
+        opt.load_state_dict(state["resume"]["optimizer"])
+        sched.load_state_dict(state["resume"]["scheduler"])
+        first = done[1] + 1
+        restore_rng()
+    elif done[0] == "none" or cfg.train.pretrain_epochs == 0:
+        restore_rng()
+    epoch = first - 1
+    if stale >= cfg.train.patience:
+        first = cfg.train.epochs + 1  # the interrupted run had already stopped early
     joint_start = time.time()
-    use_ae = model.has_autoencoder and cfg.train.recon_weight > 0
-    for epoch in range(1, cfg.train.epochs + 1):
-        model.train()
-        t0, total, correct, rec_total, n = time.time(), 0.0, 0, 0.0, 0
-        bar = tqdm(
-            iterate(x_tr, y_tr, cfg.train.batch_size, True, gen),
-            total=steps,
-            desc=f"train {epoch}/{cfg.train.epochs}",
-            disable=not progress,
-            leave=False,
-        )
-        for xb, yb in bar:
-            clean, noisy = _inputs(xb, stats, cfg, gen, train=True)
-            out_ = model(noisy)
-            loss = F.cross_entropy(out_["logits"], yb, label_smoothing=cfg.train.label_smoothing)
-            if use_ae:
-                pick = _pick_frames(*clean.shape[:2], cfg.train.recon_frames, gen)
-                rec = _recon_loss(model, _frames(out_["codes"], pick), clean, pick)
-                loss = loss + cfg.train.recon_weight * rec
-                rec_total += rec.item() * len(yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            total += loss.item() * len(yb)
-            correct += (out_["logits"].argmax(1) == yb).sum().item()
-            n += len(yb)
-            bar.set_postfix(loss=f"{total / n:.3f}", acc=f"{correct / n:.3f}")
+    for epoch in range(first, cfg.train.epochs + 1):
+        row = joint_epoch(model, opt, sched, x_tr, y_tr, stats, cfg, gen, epoch, frames, progress)
         val_loss, val_acc = validate(model, x_va, y_va, stats, cfg)
-        row = {
-            "stage": "joint",
-            "epoch": epoch,
-            "train_loss": total / n,
-            "train_acc": correct / n,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "recon_loss": rec_total / n if use_ae else "",
-            "lr": sched.get_last_lr()[0],
-            "seconds": time.time() - t0,
-        }
+        row.update(val_loss=val_loss, val_acc=val_acc)
         history.append(row)
         _write_history(history, out)
         improved = (val_acc, -val_loss) > (best[0], -best[1])
@@ -299,13 +419,13 @@ def train(cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool =
             f"epoch {epoch}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
             f"val loss {val_loss:.3f} acc {val_acc:.3f}{' *' if improved else ''} ({row['seconds']:.0f}s)"
         )
+        save_last("joint", epoch, opt, sched, None, val_acc)
         if stale >= cfg.train.patience:
             log(f"early stopping: no validation improvement for {stale} epochs")
             break
         if cfg.train.max_minutes and time.time() - joint_start > 60 * cfg.train.max_minutes:
             log(f"stopping: time budget of {cfg.train.max_minutes} min reached")
             break
-    atomic_save(_checkpoint(model, cfg, prepared, epoch, history[-1]["val_acc"]), out / "last.pt")
     from vemo.reporting.plots import plot_curves
 
     plot_curves(out / "history.csv", out / "curves.png")

@@ -1,0 +1,70 @@
+"""Stills -> short sequences: the documented, deterministic protocol for image datasets (FER2013).
+
+A sequence model needs T frames; a photo has one. Repeating the photo T times would give the LSTM
+nothing to look at, so each still becomes a *simulated head-and-camera motion*: a smooth trajectory
+from one random pose to another, sampled at T time points. A pose is
+
+    shift x, y   uniform in +-`max_shift` of the image side
+    rotation     uniform in +-`max_rotate` degrees
+    zoom         uniform in 1 +- `max_zoom`
+    brightness   gain uniform in 1 +- `max_gain`
+
+and frame t uses the pose interpolated at s = smoothstep(t / (T - 1)) (ease in, ease out, like a real
+head turn). Borders are filled by edge replication, the result is rounded back to uint8.
+
+Evaluation uses one fixed seed (`EVAL_SEED`) for the whole split, drawn once in item order, so a still's
+sequence is the same on every run and for every batch size. Training draws fresh trajectories every
+epoch: the protocol doubles as augmentation. Numbers on these sequences are *not* comparable to FER2013
+image benchmarks in the strict sense (the model sees T jittered views of the one test image, which is
+a form of test-time augmentation); README says so next to every FER2013 figure.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+EVAL_SEED = 20130  # fixed seed of the evaluation trajectories (part of the protocol; do not tune)
+MAX_SHIFT = 0.04
+MAX_ROTATE = 8.0
+MAX_ZOOM = 0.05
+MAX_GAIN = 0.10
+
+
+def trajectories(n: int, t: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Affine matrices (n, t, 2, 3) and brightness gains (n, t) for n stills of t frames."""
+    u = torch.rand(2, n, 5, generator=generator) * 2 - 1  # start and end pose, each 5 values in [-1, 1]
+    s = torch.linspace(0, 1, t) if t > 1 else torch.zeros(1)
+    s = (s * s * (3 - 2 * s)).view(1, t, 1)  # smoothstep
+    pose = u[0].unsqueeze(1) * (1 - s) + u[1].unsqueeze(1) * s  # (n, t, 5)
+    dx, dy = pose[..., 0] * MAX_SHIFT * 2, pose[..., 1] * MAX_SHIFT * 2  # affine_grid units span 2
+    angle = pose[..., 2] * MAX_ROTATE * math.pi / 180
+    zoom = 1 + pose[..., 3] * MAX_ZOOM
+    gain = 1 + pose[..., 4] * MAX_GAIN
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, dx], -1), torch.stack([sin, cos, dy], -1)], -2)
+    return theta, gain
+
+
+def render(stills: torch.Tensor, theta: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """(n, 1, S, S) uint8 stills + trajectories -> (n, t, S, S) uint8 sequences."""
+    n, _, h, w = stills.shape
+    t = theta.shape[1]
+    src = stills.float().expand(n, t, h, w).reshape(n * t, 1, h, w)
+    grid = F.affine_grid(theta.reshape(n * t, 2, 3), [n * t, 1, h, w], align_corners=False)
+    out = F.grid_sample(src, grid, padding_mode="border", align_corners=False).view(n, t, h, w)
+    return (out * gain.view(n, t, 1, 1)).round().clamp(0, 255).to(torch.uint8)
+
+
+def to_sequences(
+    stills: torch.Tensor, t: int, generator: torch.Generator | None = None, chunk: int = 1024
+) -> torch.Tensor:
+    """Sequences of T frames for (n, 1, S, S) uint8 stills. No generator: the fixed evaluation protocol."""
+    gen = generator if generator is not None else torch.Generator().manual_seed(EVAL_SEED)
+    theta, gain = trajectories(len(stills), t, gen)
+    parts = [
+        render(stills[i : i + chunk], theta[i : i + chunk], gain[i : i + chunk]) for i in range(0, len(stills), chunk)
+    ]
+    return torch.cat(parts) if parts else torch.empty(0, t, *stills.shape[2:], dtype=torch.uint8)
