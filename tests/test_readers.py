@@ -27,7 +27,7 @@ def write_fer_csv(path, n_per_usage=3, bad_rows=()):
     lines = ["emotion,pixels,Usage"]
     k = 0
     for usage in ("Training", "PublicTest", "PrivateTest"):
-        for i in range(n_per_usage):
+        for _ in range(n_per_usage):
             lines.append(f"{(k % 7)},{_pixels(_face(k))},{usage}")
             k += 1
     lines += list(bad_rows)

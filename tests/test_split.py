@@ -43,3 +43,24 @@ def test_too_few_actors_is_a_clear_error():
 def test_prescribed_splits_are_kept():
     recs = [Record("a", "happy", "1", "train"), Record("b", "sad", "2", "test")]
     assert assign_splits(recs, 0.2, 0.2, seed=0) == ["train", "test"]
+
+
+def test_k_fold_is_actor_independent_and_partitions_the_actors():
+    from vemo.data.split import assign_splits
+
+    records = [
+        Record(f"{a}_{e}_{i}", e, str(a)) for a in range(10) for e in ("happy", "sad", "angry") for i in range(2)
+    ]
+    tests = []
+    for fold in range(5):
+        splits = assign_splits(records, 0.15, 0.2, seed=3, folds=5, fold=fold)
+        by_split = {
+            s: {r.group for r, sp in zip(records, splits, strict=True) if sp == s} for s in ("train", "val", "test")
+        }
+        assert not (by_split["test"] & by_split["train"]) and not (by_split["val"] & by_split["train"])
+        assert not (by_split["test"] & by_split["val"]) and len(by_split["test"]) == 2
+        tests.append(by_split["test"])
+    # every actor is tested exactly once across the 5 folds
+    assert sorted(g for t in tests for g in t) == sorted(str(a) for a in range(10))
+    with pytest.raises(ValueError, match="at least 5 actors"):
+        assign_splits(records[:6], 0.15, 0.2, seed=3, folds=5, fold=0)

@@ -59,6 +59,11 @@ def cmd_prepare(args) -> None:
     cfg = _config(args)
     prepared = prepare(cfg.prepare, progress=not args.quiet)
     print(f"prepared data: {prepared.path}")
+    if args.save_previews:
+        from vemo.data.previews import save_previews
+
+        paths = save_previews(prepared, args.save_previews, args.previews)
+        print(f"wrote {len(paths)} contact sheets to {args.save_previews}")
 
 
 def cmd_train(args) -> None:
@@ -128,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", help="decode, sample, crop faces, split by actor, cache")
     _data_args(p)
+    p.add_argument("--save-previews", metavar="DIR", help="write a contact sheet of the crops per clip to DIR")
+    p.add_argument("--previews", type=int, default=50, metavar="N", help="contact sheets for the first N clips")
     _common(p)
     p.set_defaults(func=cmd_prepare)
 

@@ -46,6 +46,9 @@ class PrepareConfig:
     detect_frames: int = 3  # the face is detected on this many sampled frames, interpolated between
     margin: float = 0.0  # extra border around the detected box, as a fraction of its side (Haar's box
     # already spans brows to chin; a tighter crop makes expression features larger at 48x48)
+    target: str = "acted"  # CREMA-D label: "acted" (file name) or "face-vote" (crowd's face-only perception)
+    folds: int = 0  # >0: actor-independent k-fold; test = the actors of fold `fold`, val from the rest
+    fold: int = 0
     val_fraction: float = 0.15  # of actors
     test_fraction: float = 0.2  # of actors
     seed: int = 0

@@ -7,6 +7,7 @@ score well by recognising people rather than emotions.
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -28,12 +29,60 @@ def parse_name(path: Path) -> dict[str, str]:
     return fields
 
 
-def read_crema_d(root: str | Path) -> tuple[list[Record], list[Skipped], tuple[str, ...]]:
-    """Records for every clip under `root/VideoFlash` (or `root` itself if it holds the clips)."""
+# FaceVote letters in processedResults/summaryTable.csv: the crowd's majority label from the face alone.
+VOTE_CODES = {"A": "angry", "D": "disgust", "F": "fear", "H": "happy", "N": "neutral", "S": "sad"}
+TARGETS = ("acted", "face-vote")
+
+
+def read_demographics(root: Path) -> dict[str, dict[str, str]]:
+    """Actor id -> {age, sex, race, ethnicity} from VideoDemographics.csv, if present."""
+    path = root / "VideoDemographics.csv"
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as fh:
+        return {
+            row["ActorID"].strip(): {k.lower(): v.strip() for k, v in row.items() if k != "ActorID"}
+            for row in csv.DictReader(fh)
+            if row.get("ActorID")
+        }
+
+
+def read_face_votes(root: Path) -> dict[str, str]:
+    """Clip name -> FaceVote letters (e.g. 'H', or 'A:D' for a tie) from processedResults/summaryTable.csv."""
+    path = root / "processedResults" / "summaryTable.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: needed for prepare.target=face-vote (CREMA-D's processedResults/)")
+    with path.open(newline="") as fh:
+        return {row["FileName"].strip(): row["FaceVote"].strip() for row in csv.DictReader(fh)}
+
+
+def _vote_label(vote: str | None) -> str:
+    """The crowd's face-only label; ValueError for a missing vote, a tie or an unknown letter."""
+    if not vote:
+        raise ValueError("no FaceVote for this clip in summaryTable.csv")
+    if ":" in vote:
+        raise ValueError(f"the crowd's FaceVote is a tie ({vote}): no single perceived label")
+    if vote not in VOTE_CODES:
+        raise ValueError(f"unknown FaceVote {vote!r}")
+    return VOTE_CODES[vote]
+
+
+def read_crema_d(root: str | Path, target: str = "acted") -> tuple[list[Record], list[Skipped], tuple[str, ...]]:
+    """Records for every clip under `root/VideoFlash` (or `root` itself if it holds the clips).
+
+    target "acted": the emotion the actor was asked to show (from the file name); "face-vote": the
+    emotion the crowd perceived from the face alone (FaceVote), which is noisier but is what a face
+    actually showed. The acted label, intensity, sentence and any actor demographics go into `meta`.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"unknown CREMA-D target {target!r}; use one of {', '.join(TARGETS)}")
     root = Path(root)
     folder = root / "VideoFlash" if (root / "VideoFlash").is_dir() else root
     if not folder.is_dir():
         raise FileNotFoundError(f"{root}: no such folder (expected a CREMA-D root holding VideoFlash/)")
+    base = root if folder != root else root.parent
+    demographics = read_demographics(base)
+    votes = read_face_votes(base) if target == "face-vote" else {}
     records: list[Record] = []
     skipped: list[Skipped] = []
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS):
@@ -42,6 +91,12 @@ def read_crema_d(root: str | Path) -> tuple[list[Record], list[Skipped], tuple[s
         except ValueError as err:
             skipped.append(Skipped(str(path), str(err), "bad-name"))
             continue
-        meta = {"sentence": f["sentence"], "intensity": f["level"]}
-        records.append(Record(str(path), CREMA_D_CODES[f["emotion"]], f["actor"], None, meta))
+        acted = CREMA_D_CODES[f["emotion"]]
+        try:
+            label = _vote_label(votes.get(path.stem)) if target == "face-vote" else acted
+        except ValueError as err:
+            skipped.append(Skipped(str(path), str(err), "no-label"))
+            continue
+        meta = {"sentence": f["sentence"], "intensity": f["level"], "acted": acted, **demographics.get(f["actor"], {})}
+        records.append(Record(str(path), label, f["actor"], None, meta))
     return records, skipped, CREMA_D_LABELS

@@ -9,24 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
+from vemo.config import PrepareConfig
 from vemo.data.crema_d import read_crema_d
 from vemo.data.fer2013 import read_fer2013
 from vemo.data.folder import read_folder
 from vemo.data.records import Record, Skipped
 
-ReadFn = Callable[[str | Path], tuple[list[Record], list[Skipped], tuple[str, ...]]]
+ReadFn = Callable[..., tuple[list[Record], list[Skipped], tuple[str, ...]]]
 
 
 @dataclass(frozen=True)
 class DatasetReader:
     read: ReadFn
     kind: str  # "clips" or "stills"
+    options: tuple[str, ...] = ()  # PrepareConfig fields passed to `read` as keyword arguments
 
 
 READERS: dict[str, DatasetReader] = {
-    "crema-d": DatasetReader(read_crema_d, "clips"),
+    "crema-d": DatasetReader(read_crema_d, "clips", ("target",)),
     "fer2013": DatasetReader(read_fer2013, "stills"),
     "folder": DatasetReader(read_folder, "clips"),
 }
@@ -39,5 +40,7 @@ def get_reader(name: str) -> DatasetReader:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(READERS))}") from None
 
 
-def read_dataset(name: str, root: str | Path) -> tuple[list[Record], list[Skipped], tuple[str, ...]]:
-    return get_reader(name).read(root)
+def read_dataset(cfg: PrepareConfig) -> tuple[list[Record], list[Skipped], tuple[str, ...]]:
+    """Records of the dataset `cfg` names, with the reader options it sets (e.g. CREMA-D's target)."""
+    reader = get_reader(cfg.dataset)
+    return reader.read(cfg.root, **{k: getattr(cfg, k) for k in reader.options})

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vemo.config import PrepareConfig
-from vemo.data.datasets import get_reader
+from vemo.data.datasets import get_reader, read_dataset
 from vemo.data.face import crop_square, track_faces
 from vemo.data.records import Record
 from vemo.data.split import assign_splits
@@ -39,6 +39,9 @@ KEYED_SETTINGS = (
     "face",
     "detect_frames",
     "margin",
+    "target",
+    "folds",
+    "fold",
     "val_fraction",
     "test_fraction",
     "seed",
@@ -218,7 +221,7 @@ def _build(records: list[Record], cfg: PrepareConfig, kind: str, tmp: Path, prog
 def _split(records: list[Record], cfg: PrepareConfig, log) -> list[str]:
     """Dataset splits where prescribed, actor-independent ones otherwise; too few actors: all test."""
     try:
-        return assign_splits(records, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        return assign_splits(records, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.folds, cfg.fold)
     except ValueError as err:
         log(f"warning: {err}; all {len(records)} clips go to the test split (usable for evaluation only)")
         return [r.split or "test" for r in records]
@@ -227,7 +230,7 @@ def _split(records: list[Record], cfg: PrepareConfig, log) -> list[str]:
 def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
     """Read, split, crop and cache a dataset; reuse the cache when settings and files are unchanged."""
     reader = get_reader(cfg.dataset)
-    records, unreadable, labels = reader.read(cfg.root)
+    records, unreadable, labels = read_dataset(cfg)
     if not records:
         reasons = "; ".join(f"{Path(s.source).name}: {s.reason}" for s in unreadable[:5])
         raise PrepareError(f"{cfg.root}: no usable {cfg.dataset} files found" + (f" ({reasons})" if reasons else ""))
