@@ -97,6 +97,23 @@ def cmd_evaluate(args) -> None:
     print(f"metrics: {out / 'metrics.json'}")
 
 
+def cmd_predict(args) -> None:
+    from vemo.predict.cli_support import run_predict
+
+    run_predict(
+        args.inputs,
+        args.checkpoint,
+        args.out,
+        webcam=args.webcam,
+        window_s=args.window,
+        hop_s=args.hop,
+        all_faces=args.all_faces,
+        annotate=args.annotate,
+        max_seconds=args.max_seconds,
+        progress=not args.quiet,
+    )
+
+
 def cmd_demo(args) -> None:
     from vemo.pipeline import run_demo
 
@@ -168,6 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("predict", help="emotions over time in videos: CSV/JSON per window, timeline, annotated video")
+    p.add_argument("inputs", nargs="*", help="video files and/or folders of videos")
+    p.add_argument("--checkpoint", default="default", help="a .pt from vemo train, or 'default' (the shipped model)")
+    p.add_argument("--webcam", type=int, metavar="N", help="read camera N instead of files")
+    p.add_argument("--max-seconds", type=float, default=0.0, help="stop the webcam after this long (0: never)")
+    p.add_argument("--out", default="runs/predict", help="folder for <video>.csv/.json/.png")
+    p.add_argument("--window", type=float, default=2.0, help="seconds per classified window (T frames in it)")
+    p.add_argument("--hop", type=float, default=0.5, help="seconds between window starts")
+    p.add_argument("--all-faces", action="store_true", help="every face, not only the largest")
+    p.add_argument("--annotate", metavar="OUT.mp4", help="write a video with boxes and labels (a folder if several)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_predict)
+
     p = sub.add_parser("demo", help="the whole pipeline on the synthetic dataset, ending in a report")
     p.add_argument("--out", help="run folder (default runs/demo)")
     _common(p)
@@ -186,11 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vemo.data.prepare import PrepareError
+    from vemo.data.video import ClipError
     from vemo.training.checkpoint import CheckpointError
 
     try:
         args.func(args)
-    except (ConfigError, PrepareError, CheckpointError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, PrepareError, CheckpointError, ClipError, FileNotFoundError, ValueError) as err:
         print(f"vemo {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

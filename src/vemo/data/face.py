@@ -23,7 +23,7 @@ DETECT_WIDTH = 160  # frames are downscaled to this width for detection
 
 
 @lru_cache(maxsize=1)
-def _cascade() -> cv2.CascadeClassifier:
+def haar_cascade() -> cv2.CascadeClassifier:
     path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
@@ -37,7 +37,7 @@ def detect_largest(gray: np.ndarray) -> np.ndarray | None:
     scale = min(1.0, DETECT_WIDTH / w)
     small = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     side = min(small.shape)
-    found = _cascade().detectMultiScale(small, 1.1, 4, minSize=(max(16, side // 5),) * 2)
+    found = haar_cascade().detectMultiScale(small, 1.1, 4, minSize=(max(16, side // 5),) * 2)
     if len(found) == 0:
         return None
     x, y, bw, bh = max(found, key=lambda b: b[2] * b[3])

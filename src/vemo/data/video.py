@@ -51,7 +51,7 @@ _PLANAR_YUV = ("yuv420p", "yuv422p", "yuv444p", "yuv410p", "yuv411p", "yuv440p")
 _FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 
 
-def _luma(frame: av.VideoFrame) -> np.ndarray:
+def luma(frame: av.VideoFrame) -> np.ndarray:
     """The Y plane as a full-range (H, W) uint8 array (copied out of FFmpeg's padded buffer)."""
     name = frame.format.name
     if name in _PLANAR_YUV or name.replace("yuvj", "yuv") in _PLANAR_YUV:
@@ -77,7 +77,7 @@ def decode_gray(path: str | Path, min_frames: int = 2) -> list[np.ndarray]:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
-                frames.append(_luma(frame))
+                frames.append(luma(frame))
     except ClipError:
         raise
     except (av.error.FFmpegError, ValueError, OSError) as err:

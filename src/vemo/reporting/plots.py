@@ -86,3 +86,26 @@ def plot_confusion(cm: np.ndarray, labels: list[str], png: str | Path) -> None:
                 )
     fig.tight_layout()
     _save(fig, png)
+
+
+def plot_timeline(rows: list[dict], labels: list[str], png: str | Path, title: str = "") -> None:
+    """Smoothed class probabilities over time, one panel per face; grey bands where no face was found."""
+    faces = sorted({r["face"] for r in rows if r["face"] >= 0}) or [-1]
+    fig, axes = plt.subplots(len(faces), 1, figsize=(8, 2.6 * len(faces)), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, face in zip(axes[:, 0], faces, strict=True):
+        mine = [r for r in rows if r["face"] == face or r["face"] == -1]
+        ok = [r for r in mine if r["status"] == "ok"]
+        t = np.array([(r["start"] + r["end"]) / 2 for r in ok])
+        for k, lab in enumerate(labels):
+            if len(ok):
+                ax.plot(t, [r[f"smoothed_{lab}"] for r in ok], "o-", ms=3, color=colors(k), label=lab)
+        for r in mine:
+            if r["status"] != "ok":
+                ax.axvspan(r["start"], r["end"], color="0.85", lw=0)
+        ax.set(ylim=(0, 1), ylabel="probability", title=f"{title}  face {face}" if face >= 0 else f"{title}  no face")
+        if not ok:
+            ax.text(0.5, 0.5, "no face found", ha="center", va="center", transform=ax.transAxes)
+    axes[-1, 0].set_xlabel("time (s), window centres; grey: no face")
+    axes[0, 0].legend(fontsize=7, ncol=min(7, len(labels)), loc="upper center", bbox_to_anchor=(0.5, 1.45))
+    _save(fig, png)

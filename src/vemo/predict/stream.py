@@ -1,0 +1,168 @@
+"""Streaming a video (or a webcam) into face-cropped windows of T frames, with bounded memory.
+
+A video is read once, frame by frame. Frames are *sampled* at T / window_s per second (the rate at
+which a training clip of `window_s` seconds yields its T frames), the face is detected on each sampled
+frame (downscaled, Haar), detections are linked into tracks by overlap, and every `hop_s` seconds each
+live track emits the window of its last T crops. Only those T crops per track are kept, so a
+10-minute video needs no more memory than a 10-second one.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vemo.data.face import DETECT_WIDTH, crop_square, haar_cascade
+from vemo.data.video import check_file, luma
+
+
+@dataclass
+class Frame:
+    index: int
+    time: float
+    gray: np.ndarray
+    rgb: np.ndarray | None = None  # only when an annotated video is written
+
+
+def video_frames(path: str | Path, want_rgb: bool = False) -> Iterator[Frame]:
+    """Decode a video file frame by frame (luma plane; RGB too if asked). Raises ClipError on bad files."""
+    check_file(path)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for i, frame in enumerate(container.decode(stream)):
+            t = float(frame.time) if frame.time is not None else i / float(stream.average_rate or 25)
+            yield Frame(i, t, luma(frame), frame.to_ndarray(format="rgb24") if want_rgb else None)
+
+
+def webcam_frames(device: int, want_rgb: bool = False, max_seconds: float = 0.0) -> Iterator[Frame]:
+    """Frames from a camera through OpenCV, until it stops (or `max_seconds`, 0 = no limit)."""
+    import time
+
+    import cv2
+
+    cap = cv2.VideoCapture(device)
+    if not cap.isOpened():
+        raise FileNotFoundError(f"cannot open webcam {device}")
+    start, i = time.time(), 0
+    try:
+        while True:
+            ok, bgr = cap.read()
+            t = time.time() - start
+            if not ok or (max_seconds and t > max_seconds):
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if want_rgb else None
+            yield Frame(i, t, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), rgb)
+            i += 1
+    finally:
+        cap.release()
+
+
+def detect_all(gray: np.ndarray) -> list[np.ndarray]:
+    """All frontal faces as (x, y, w, h) boxes in full-resolution pixels, largest first."""
+    import cv2
+
+    h, w = gray.shape
+    scale = min(1.0, DETECT_WIDTH / w)
+    small = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    found = haar_cascade().detectMultiScale(small, 1.1, 4, minSize=(max(16, min(small.shape) // 6),) * 2)
+    boxes = [np.array(b, dtype=np.float64) / scale for b in found]
+    return sorted(boxes, key=lambda b: -b[2] * b[3])
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter + 1e-9)
+
+
+@dataclass
+class Track:
+    """One face over time: its last box and its last T crops (None where the face was not found)."""
+
+    id: int
+    box: np.ndarray
+    crops: deque = field(default_factory=deque)
+    missed: int = 0
+
+
+@dataclass
+class Window:
+    track: int
+    start: float
+    end: float
+    crops: np.ndarray | None  # (T, S, S) uint8, None when the face was missing for most of the window
+    found: int  # sampled frames in the window where the face was detected
+    box: np.ndarray
+
+
+class FaceWindows:
+    """Feed sampled frames; get windows of T crops per face track.
+
+    Missing detections reuse the track's last box (faces rarely vanish for one frame); a track unseen
+    for T sampled frames ends. A window whose face was found in fewer than half of its frames is
+    reported as "no face" instead of being classified.
+    """
+
+    def __init__(self, frames: int, size: int, margin: float, all_faces: bool, smooth: float = 0.5):
+        self.t, self.size, self.margin, self.all_faces, self.smooth = frames, size, margin, all_faces, smooth
+        self.tracks: list[Track] = []
+        self.times: deque = deque(maxlen=frames)
+        self.next_id = 0
+
+    def _match(self, boxes: list[np.ndarray]) -> dict[int, np.ndarray]:
+        """Track id -> detection, greedily by overlap; unmatched detections start new tracks."""
+        if not self.all_faces:
+            boxes = boxes[:1]
+        matched: dict[int, np.ndarray] = {}
+        for box in boxes:
+            free = [tr for tr in self.tracks if tr.id not in matched]
+            best = max(free, key=lambda tr: iou(tr.box, box), default=None)
+            if best is not None and (iou(best.box, box) > 0.3 or not self.all_faces):
+                matched[best.id] = box
+            else:
+                track = Track(self.next_id, box, deque(maxlen=self.t))
+                self.next_id += 1
+                self.tracks.append(track)
+                matched[track.id] = box
+        return matched
+
+    def add(self, frame: Frame) -> None:
+        self.times.append(frame.time)
+        matched = self._match(detect_all(frame.gray))
+        for tr in self.tracks:
+            if tr.id in matched:
+                tr.box = self.smooth * tr.box + (1 - self.smooth) * matched[tr.id] if tr.crops else matched[tr.id]
+                tr.missed = 0
+                tr.crops.append(crop_square(frame.gray, tr.box, self.size, self.margin))
+            else:
+                tr.missed += 1
+                tr.crops.append(None)
+        self.tracks = [tr for tr in self.tracks if tr.missed < self.t]
+
+    def windows(self) -> list[Window]:
+        """The current window of every live track (call every hop)."""
+        out = []
+        start, end = self.times[0], self.times[-1]
+        for tr in self.tracks:
+            crops = list(tr.crops)
+            found = sum(c is not None for c in crops)
+            if found * 2 < len(crops):
+                out.append(Window(tr.id, start, end, None, found, tr.box.copy()))
+                continue
+            # fill gaps with the nearest earlier crop (or the first found one)
+            first = next(c for c in crops if c is not None)
+            filled, last = [], first
+            for c in [*([None] * (self.t - len(crops))), *crops]:
+                last = c if c is not None else last
+                filled.append(last)
+            out.append(Window(tr.id, start, end, np.stack(filled), found, tr.box.copy()))
+        if not self.tracks:
+            out.append(Window(-1, start, end, None, 0, np.zeros(4)))
+        return out
