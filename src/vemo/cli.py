@@ -114,6 +114,12 @@ def cmd_predict(args) -> None:
     )
 
 
+def cmd_export(args) -> None:
+    from vemo.export import export_onnx
+
+    print(f"wrote {export_onnx(args.checkpoint, args.onnx)}")
+
+
 def cmd_demo(args) -> None:
     from vemo.pipeline import run_demo
 
@@ -197,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", metavar="OUT.mp4", help="write a video with boxes and labels (a folder if several)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (probabilities from normalised clips)")
+    p.add_argument("--checkpoint", default="default", help="a .pt from vemo train, or 'default'")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="the whole pipeline on the synthetic dataset, ending in a report")
     p.add_argument("--out", help="run folder (default runs/demo)")
