@@ -14,7 +14,10 @@ def test_shapes(name, encoder):
     cfg = ModelConfig(name=name, encoder=encoder, width=8, feature_dim=32, bottleneck_dim=16, hidden=24)
     model = build_model(cfg, n_classes=6, frame_size=48)
     out = model(torch.randn(3, 12, 48, 48))
-    assert out["logits"].shape == (3, 6)
+    assert out["logits"].shape == (3, 6) and out["embedding"].shape[0] == 3
+    if name == "c3d":  # no per-frame codes: one 3D CNN over the clip
+        assert "codes" not in out and not model.has_autoencoder
+        return
     assert out["codes"].shape[:2] == (3, 12)
     if model.has_autoencoder:
         assert out["codes"].shape[2] == 16
@@ -29,7 +32,7 @@ def test_unknown_variant_lists_known():
         build_model(ModelConfig(name="nope"), 6, 48)
 
 
-@pytest.mark.parametrize("name", ["cnn_lstm", "cnn_ae_lstm"])
+@pytest.mark.parametrize("name", VARIANTS)
 def test_training_steps_reduce_loss(name):
     torch.manual_seed(0)
     cfg = ModelConfig(name=name, width=8, feature_dim=32, bottleneck_dim=16, hidden=24, dropout=0.0)
@@ -53,3 +56,22 @@ def test_training_steps_reduce_loss(name):
         opt.step()
     # random frames: reconstruction improves slowly, but the total must clearly drop
     assert loss_fn().item() < 0.85 * first.item()
+
+
+def test_attention_weights_are_a_distribution_over_frames():
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="cnn_ae_lstm_attn", width=8, feature_dim=32, bottleneck_dim=16, hidden=24)
+    model = build_model(cfg, 6, 48).eval()
+    for t in (10, 16):
+        w = model(torch.randn(4, t, 48, 48))["attention"]
+        assert w.shape == (4, t) and (w >= 0).all()
+        assert torch.allclose(w.sum(1), torch.ones(4), atol=1e-6)
+        assert not torch.allclose(w, torch.full_like(w, 1 / t))  # not a constant average
+
+
+def test_flops_counted_per_clip_grow_with_frames():
+    from vemo.models.registry import flops_per_clip
+
+    cfg = ModelConfig(name="c3d", width=8, hidden=24)
+    model = build_model(cfg, 6, 48)
+    assert 0 < flops_per_clip(model, 10, 48) < flops_per_clip(model, 20, 48)

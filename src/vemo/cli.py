@@ -95,6 +95,12 @@ def cmd_evaluate(args) -> None:
     out = Path(args.out) if args.out else default_out
     evaluate(args.checkpoint, prepared, out, split=args.split)
     print(f"metrics: {out / 'metrics.json'}")
+    if args.perturb:
+        from vemo.evaluation.evaluate import robustness
+
+        levels = [float(v) for v in args.levels.split(",")] if args.levels else None
+        robustness(args.checkpoint, prepared, out, args.split, args.perturb, levels)
+        print(f"robustness: {out / 'robustness.json'}")
 
 
 def cmd_predict(args) -> None:
@@ -120,6 +126,12 @@ def cmd_export(args) -> None:
     print(f"wrote {export_onnx(args.checkpoint, args.onnx)}")
 
 
+def cmd_compare(args) -> None:
+    from vemo.pipeline import run_compare
+
+    run_compare(_config(args), args.data, Path(args.out), args.models, args.seeds, progress=not args.quiet)
+
+
 def cmd_demo(args) -> None:
     from vemo.pipeline import run_demo
 
@@ -129,19 +141,25 @@ def cmd_demo(args) -> None:
 def cmd_report(args) -> None:
     from vemo.reporting.report import write_report
 
-    print(f"report: {write_report(args.run_dir)}")
+    path = write_report(args.run_dir, args.compare, pdf=not args.no_pdf)
+    made = [p.name for p in (path, path.with_suffix(".html"), path.with_suffix(".pdf")) if p.exists()]
+    print(f"report: {path.parent} ({', '.join(made)})")
 
 
 def cmd_models(args) -> None:
     from vemo.config import ModelConfig
-    from vemo.models.registry import MODELS, build_model, count_parameters
+    from vemo.models.registry import MODELS, build_model, count_parameters, flops_per_clip
 
     cfg = _config(args)
-    print(f"{'model':<20} {'parameters':>11}  description")
+    t, s = cfg.prepare.frames, cfg.prepare.size
+    print(f"encoder {cfg.model.encoder}, width {cfg.model.width}; FLOPs for one clip of {t} frames of {s}x{s}")
+    print(f"{'model':<18} {'parameters':>11} {'GFLOPs/clip':>12}  description")
     for name, factory in sorted(MODELS.items()):
         mcfg = ModelConfig(**{**cfg.model.__dict__, "name": name})
-        n = count_parameters(build_model(mcfg, 6, cfg.prepare.size))
-        print(f"{name:<20} {n:>11,}  {(factory.__doc__ or '').strip().splitlines()[0]}")
+        model = build_model(mcfg, 6, s)
+        n, flops = count_parameters(model), flops_per_clip(model, t, s)
+        doc = (factory.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<18} {n:>11,} {flops / 1e9:>12.3f}  {doc}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: 'test' on the dataset the model was trained on, 'all' on any other data",
     )
     p.add_argument("--out", help="folder for metrics.json (default: the checkpoint's folder)")
+    p.add_argument(
+        "--perturb", nargs="+", choices=["noise", "blur", "occlusion"], help="also measure accuracy under these"
+    )
+    p.add_argument("--levels", help="comma-separated levels for --perturb (default: a range per perturbation)")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -209,13 +231,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", required=True, metavar="OUT.onnx")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("compare", help="train variants x seeds on the same data and split; compare.md/json/png")
+    _data_args(p)
+    p.add_argument("--data", help="a prepared cache folder (skips prepare)")
+    p.add_argument("--models", nargs="+", help="variants (default: cnn_lstm cnn_ae_lstm cnn_ae_lstm_attn c3d)")
+    p.add_argument("--seeds", nargs="+", type=int, help="training seeds (default: 0 1 2)")
+    p.add_argument("--out", default="runs/compare")
+    _common(p)
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("demo", help="the whole pipeline on the synthetic dataset, ending in a report")
     p.add_argument("--out", help="run folder (default runs/demo)")
     _common(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("report", help="(re)write report.md for a run folder")
+    p = sub.add_parser("report", help="write report.md, report.html (and report.pdf with Chromium) for a run")
     p.add_argument("run_dir")
+    p.add_argument("--compare", metavar="DIR", help="a `vemo compare` folder whose ablation to include")
+    p.add_argument("--no-pdf", action="store_true", help="skip the PDF even if Chromium is installed")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("models", help="list model variants with parameter counts")

@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from vemo.config import Config
+from vemo.config import Config, PrepareConfig
 from vemo.data.prepare import Prepared, prepare, summarize
 from vemo.evaluation.evaluate import evaluate
 from vemo.io import write_json
@@ -75,3 +75,33 @@ def run_demo(cfg: Config, progress: bool = True, log=print) -> dict:
     )
     metrics["demo_minutes"] = minutes
     return metrics
+
+
+def run_compare(
+    cfg: Config,
+    data: str | None,
+    out: Path,
+    models: list[str] | None,
+    seeds: list[int] | None,
+    progress: bool,
+    log=print,
+) -> dict:
+    """`vemo compare`: prepare (rendering the synthetic set first if it is the default and missing),
+    train and compare the variants, then write the main variant's report with the ablation in it."""
+    from vemo.data.prepare import load_prepared
+    from vemo.data.synth import synthesize
+    from vemo.evaluation.compare import compare
+
+    synthetic = cfg.prepare.dataset == "crema-d" and cfg.prepare.root == PrepareConfig().root
+    if data:
+        prepared = load_prepared(data)
+    else:
+        if synthetic:
+            synthesize(cfg.prepare.root, cfg.synth, progress=progress)  # reuses clips already rendered
+        prepared = prepare(cfg.prepare, progress=progress, log=log)
+    result = compare(cfg, prepared, out, models, seeds, log=log)
+    main = next((r for r in result["runs"] if r["model"] == "cnn_ae_lstm"), result["runs"][0])
+    write_json(Path(main["run_dir"]) / "data.json", describe_data(prepared, synthetic and not data))
+    report = write_report(main["run_dir"], out)
+    log(f"compare: {out / 'compare.md'} ({result['minutes']:.1f} min); report with the ablation: {report.parent}")
+    return result

@@ -19,8 +19,9 @@ from vemo.data.prepare import KEYED_SETTINGS as PREPARE_KEYED
 from vemo.data.prepare import Prepared
 from vemo.evaluation.inference import predict
 from vemo.evaluation.metrics import classification_metrics, format_table
-from vemo.io import write_json, write_text
-from vemo.reporting.plots import plot_confusion
+from vemo.evaluation.robustness import DEFAULT_LEVELS, perturb
+from vemo.io import atomic_write, write_json, write_text
+from vemo.reporting.plots import plot_confusion, plot_robustness
 from vemo.training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 
 
@@ -60,46 +61,69 @@ def default_split(ckpt: dict, prepared: Prepared) -> str:
     return "test" if same else "all"
 
 
-def evaluate(
-    checkpoint: str | Path, prepared: Prepared, out_dir: str | Path, split: str | None = "test", log=print
-) -> dict:
-    """Evaluate on `split` (None: `default_split`); writes metrics.json, confusion.png, predictions.csv."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def _predictions(ckpt: dict, model, prepared: Prepared, x, y, items, perturbation=None) -> dict:
+    """Probabilities over the classes both sides know, for the clips whose class the model knows."""
+    model_labels, data_labels = list(ckpt["labels"]), list(prepared.labels)
+    mapping = label_mapping(model_labels, data_labels)
+    keep = np.array([data_labels[t] in mapping["evaluated"] for t in y.numpy()], dtype=bool)
+    x, y = x[keep], y.numpy()[keep]
+    if perturbation is not None:
+        x = perturb(x, *perturbation)
+    labels = mapping["evaluated"]
+    cols = [model_labels.index(lab) for lab in labels]
+    result = predict(model, x, ckpt["stats"])
+    probs = result["probs"].numpy()[:, cols]
+    probs = probs / probs.sum(1, keepdims=True).clip(min=1e-12)
+    return {
+        "mapping": mapping,
+        "dropped": int((~keep).sum()),
+        "items": [it for it, k in zip(items, keep, strict=True) if k],
+        "truth": np.array([labels.index(data_labels[t]) for t in y], dtype=np.int64),
+        "probs": probs,
+        "labels": labels,
+        "embedding": result["embedding"].numpy(),
+        "attention": result["attention"].numpy() if "attention" in result else None,
+        "x": x,
+    }
+
+
+def _load(checkpoint, prepared: Prepared, split: str | None, log):
     ckpt = load_checkpoint(checkpoint)
     _check_size(ckpt, prepared)
     split = split or default_split(ckpt, prepared)
+    x, y = load_split(prepared, split)
+    if len(x) == 0:
+        raise ValueError(f"the {split!r} split of {prepared.path} is empty")
+    items = [prepared.items[i] for i in prepared.indices(split)]
+    return ckpt, model_from_checkpoint(ckpt), split, x, y, items
+
+
+def evaluate(
+    checkpoint: str | Path, prepared: Prepared, out_dir: str | Path, split: str | None = "test", log=print
+) -> dict:
+    """Evaluate on `split` (None: `default_split`); writes metrics.json, confusion.png, predictions.csv and
+    embeddings.npz (clip embeddings, labels, attention weights and a few frames, for the report's figures)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt, model, split, x, y, items = _load(checkpoint, prepared, split, log)
     same_dataset = ckpt["config"]["prepare"]["dataset"] == prepared.manifest["settings"]["dataset"]
     if same_dataset and (diffs := _differences(ckpt, prepared)):
         log(
             "warning: the data was prepared differently from the training data (frames may look different, "
             "and 'test' may not be the actors held out in training): " + "; ".join(diffs)
         )
-    model_labels, data_labels = list(ckpt["labels"]), list(prepared.labels)
-    mapping = label_mapping(model_labels, data_labels)
+    p = _predictions(ckpt, model, prepared, x, y, items)
+    mapping = p["mapping"]
     if mapping["data_only"] or mapping["model_only"]:
         log(
             f"labels matched by name: evaluating {', '.join(mapping['evaluated'])}; "
             f"left out (data only): {', '.join(mapping['data_only']) or 'none'}; "
             f"removed from the model's output (model only): {', '.join(mapping['model_only']) or 'none'}"
         )
-    model = model_from_checkpoint(ckpt)
-    x, y = load_split(prepared, split)
-    if len(x) == 0:
-        raise ValueError(f"the {split!r} split of {prepared.path} is empty")
-    items = [prepared.items[i] for i in prepared.indices(split)]
-    keep = np.array([data_labels[t] in mapping["evaluated"] for t in y.numpy()], dtype=bool)
-    if not keep.all():
-        log(f"{(~keep).sum()} of {len(keep)} clips have a class the model does not know; they are left out")
-    x, y = x[keep], y.numpy()[keep]
-    items = [it for it, k in zip(items, keep, strict=True) if k]
-    labels = mapping["evaluated"]
-    cols = [model_labels.index(lab) for lab in labels]
-    result = predict(model, x, ckpt["stats"])
-    probs = result["probs"].numpy()[:, cols]
-    probs = probs / probs.sum(1, keepdims=True).clip(min=1e-12)
-    truth = np.array([labels.index(data_labels[t]) for t in y], dtype=np.int64)
-    metrics = classification_metrics(truth, probs.argmax(1), labels)
+    if p["dropped"]:
+        log(f"{p['dropped']} of {len(items)} clips have a class the model does not know; they are left out")
+    labels = p["labels"]
+    metrics = classification_metrics(p["truth"], p["probs"].argmax(1), labels)
     metrics.update(
         {
             "split": split,
@@ -114,9 +138,58 @@ def evaluate(
     )
     write_json(out / "metrics.json", metrics)
     plot_confusion(np.array(metrics["confusion_matrix"]), labels, out / "confusion.png")
-    _write_predictions(out / "predictions.csv", items, truth, probs, labels)
+    _write_predictions(out / "predictions.csv", p["items"], p["truth"], p["probs"], labels)
+    _write_embeddings(out / "embeddings.npz", p)
     log(format_table(metrics))
     return metrics
+
+
+def _write_embeddings(path: Path, p: dict, gallery: int = 12, strips: int = 4) -> None:
+    """Embeddings and predictions of every clip, plus frames of a few clips for the report's figures:
+    the middle frame of up to `gallery` misclassified clips and all frames of `strips` clips."""
+    pred = p["probs"].argmax(1)
+    wrong = np.flatnonzero(pred != p["truth"])[:gallery]
+    strip_idx = np.arange(min(strips, len(pred)))
+    x = p["x"].numpy()
+    arrays = {
+        "embedding": p["embedding"],
+        "truth": p["truth"],
+        "pred": pred,
+        "labels": np.array(p["labels"]),
+        "wrong_index": wrong,
+        "wrong_frames": x[wrong, x.shape[1] // 2] if len(wrong) else np.zeros((0, *x.shape[2:]), np.uint8),
+        "strip_index": strip_idx,
+        "strip_frames": x[strip_idx],
+    }
+    if p["attention"] is not None:
+        arrays["attention"] = p["attention"]
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+
+
+def robustness(
+    checkpoint: str | Path,
+    prepared: Prepared,
+    out_dir: str | Path,
+    split: str | None = "test",
+    kinds: list[str] | None = None,
+    levels: list[float] | None = None,
+    log=print,
+) -> list[dict]:
+    """Accuracy and macro-F1 per perturbation level; writes robustness.json and robustness.png."""
+    ckpt, model, split, x, y, items = _load(checkpoint, prepared, split, log)
+    rows = []
+    for kind in kinds or list(DEFAULT_LEVELS):
+        for level in levels or DEFAULT_LEVELS[kind]:
+            p = _predictions(ckpt, model, prepared, x, y, items, (kind, level))
+            m = classification_metrics(p["truth"], p["probs"].argmax(1), p["labels"])
+            rows.append({"kind": kind, "level": level, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
+            log(f"{kind} {level:g}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
+    out = Path(out_dir)
+    write_json(out / "robustness.json", {"split": split, "checkpoint": str(checkpoint), "rows": rows})
+    plot_robustness({ckpt["config"]["model"]["name"]: rows}, out / "robustness.png")
+    return rows
 
 
 def _write_predictions(path: Path, items: list[dict], y, probs, labels) -> None:

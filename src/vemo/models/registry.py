@@ -11,6 +11,7 @@ from torch import nn
 
 from vemo.config import ModelConfig
 from vemo.models.autoencoder import Bottleneck, FrameDecoder
+from vemo.models.c3d import C3D
 from vemo.models.clip_model import FrameSequenceClassifier
 from vemo.models.encoders import build_encoder
 from vemo.models.temporal import LSTMHead
@@ -61,6 +62,12 @@ def cnn_ae_lstm_attn(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Mo
     return _cnn_ae(cfg, n_classes, frame_size, attention=True)
 
 
+@register_model("c3d")
+def c3d(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Module:
+    """3D CNN over the whole clip (space and time together), no LSTM: the non-recurrent baseline."""
+    return C3D(n_classes, width=cfg.width, embed_dim=cfg.hidden, dropout=cfg.dropout)
+
+
 def build_model(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Module:
     try:
         factory = MODELS[cfg.name]
@@ -71,3 +78,17 @@ def build_model(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_clip(model: nn.Module, frames: int, size: int) -> int:
+    """Floating-point operations of one forward pass on one clip (multiply-add = 2), by PyTorch's counter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, frames, size, size))
+    model.train(was_training)
+    return counter.get_total_flops()

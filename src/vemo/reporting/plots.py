@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import matplotlib
@@ -108,4 +109,102 @@ def plot_timeline(rows: list[dict], labels: list[str], png: str | Path, title: s
             ax.text(0.5, 0.5, "no face found", ha="center", va="center", transform=ax.transAxes)
     axes[-1, 0].set_xlabel("time (s), window centres; grey: no face")
     axes[0, 0].legend(fontsize=7, ncol=min(7, len(labels)), loc="upper center", bbox_to_anchor=(0.5, 1.45))
+    _save(fig, png)
+
+
+def plot_robustness(curves: dict[str, list[dict]], png: str | Path) -> None:
+    """Accuracy vs perturbation level, one panel per perturbation, one line per model (mean +- std if
+    rows carry `accuracy_std`)."""
+    kinds = sorted({r["kind"] for rows in curves.values() for r in rows})
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.3), squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        for name, rows in curves.items():
+            mine = [r for r in rows if r["kind"] == kind]
+            lv = np.array([r["level"] for r in mine])
+            acc = np.array([r["accuracy"] for r in mine])
+            ax.plot(lv, acc, "o-", label=name)
+            if mine and "accuracy_std" in mine[0]:
+                sd = np.array([r["accuracy_std"] for r in mine])
+                ax.fill_between(lv, acc - sd, acc + sd, alpha=0.15)
+        ax.set(title=kind, xlabel="level", ylabel="accuracy", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, png)
+
+
+def plot_embeddings(
+    embedding: np.ndarray, truth: np.ndarray, labels: list[str], png: str | Path, seed: int = 0
+) -> None:
+    """PCA and t-SNE of clip embeddings, coloured by true label (t-SNE needs >= 10 clips)."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(embedding, dtype=np.float64)
+    panels = [("PCA", PCA(n_components=2, random_state=seed).fit_transform(x))]
+    if len(x) >= 10:
+        perplexity = float(min(30, (len(x) - 1) / 3))
+        panels.append(("t-SNE", TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, (title, z) in zip(axes[0], panels, strict=True):
+        for k, lab in enumerate(labels):
+            m = truth == k
+            if m.any():
+                ax.scatter(z[m, 0], z[m, 1], s=12, color=colors(k), label=lab, alpha=0.8)
+        ax.set(title=f"{title} of test-clip embeddings", xticks=[], yticks=[])
+    axes[0, -1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    _save(fig, png)
+
+
+def plot_attention(frames: np.ndarray, weights: np.ndarray | None, titles: list[str], png: str | Path) -> None:
+    """A strip of frames per clip with, when the model has attention, its weight per frame as a bar."""
+    n, t = frames.shape[:2]
+    fig, axes = plt.subplots(2 * n, t, figsize=(0.8 * t, 1.9 * n), gridspec_kw={"height_ratios": [3, 1] * n})
+    axes = np.atleast_2d(axes)
+    for i in range(n):
+        for j in range(t):
+            ax = axes[2 * i, j]
+            ax.imshow(frames[i, j], cmap="gray", vmin=0, vmax=255)
+            ax.axis("off")
+            bar = axes[2 * i + 1, j]
+            if weights is not None:
+                bar.bar([0], [weights[i, j]], color="tab:orange")
+                bar.set_ylim(0, float(weights[i].max()) * 1.1 or 1)
+            bar.axis("off")
+        axes[2 * i, 0].set_title(titles[i], fontsize=8, loc="left")
+    fig.tight_layout(pad=0.2)
+    _save(fig, png)
+
+
+def plot_gallery(frames: np.ndarray, titles: list[str], png: str | Path, cols: int = 6) -> None:
+    """A grid of frames with captions (misclassified clips: true -> predicted)."""
+    n = max(1, len(frames))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < len(frames):
+            ax.imshow(frames[k], cmap="gray", vmin=0, vmax=255)
+            ax.set_title(titles[k], fontsize=7)
+    fig.tight_layout(pad=0.3)
+    _save(fig, png)
+
+
+def plot_compare(summary: list[dict], png: str | Path) -> None:
+    """Mean +- std of accuracy and macro-F1 per variant over seeds."""
+    names = [s["model"] for s in summary]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.4))
+    for k, (key, label) in enumerate((("accuracy", "accuracy"), ("macro_f1", "macro-F1"))):
+        means = [s[f"{key}_mean"] for s in summary]
+        stds = [s[f"{key}_std"] for s in summary]
+        ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=stds, capsize=3, label=label)
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=15)
+    ax.set(ylim=(0, 1), ylabel="test score (mean +- std over seeds)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
     _save(fig, png)

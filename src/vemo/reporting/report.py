@@ -1,4 +1,10 @@
-"""The run report: `report.md`, built only from the files a run wrote (never from typed-in numbers)."""
+"""`vemo report RUN_DIR`: report.md, a self-contained report.html and (with Chromium) report.pdf.
+
+Built only from the files a run wrote (config.yaml, data.json, train.json, history.csv, metrics.json,
+embeddings.npz, environment.json, and a compare folder's compare.json when there is one): no number
+in it is typed in. Figures the run did not draw itself (t-SNE/PCA, attention strips, misclassified
+gallery) are drawn here from embeddings.npz.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,12 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from vemo.io import write_text
+from vemo.reporting.document import Block, print_pdf, to_html, to_markdown
+from vemo.reporting.plots import plot_attention, plot_embeddings, plot_gallery
 
 
 def _read_json(path: Path) -> dict:
@@ -22,103 +31,275 @@ def _history(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def _data_section(data: dict) -> list[str]:
+def _design(cfg: dict) -> Block:
+    m, p = cfg.get("model", {}), cfg.get("prepare", {})
+    name = m.get("name", "")
+    items = [
+        f"Frames: {p.get('frames')} per clip, sampled uniformly (an expression's onset, apex and offset all "
+        f"appear), face found by OpenCV's Haar cascade on a few frames and interpolated, "
+        f"{p.get('size')}x{p.get('size')} grayscale: colour carries little about expression and costs 3x.",
+    ]
+    if name == "c3d":
+        items.append(
+            "3D CNN: convolves space and time together, so motion is seen directly; no per-frame "
+            "features to pretrain, which makes it the non-recurrent baseline."
+        )
+    else:
+        items.append(
+            f"Frame encoder `{m.get('encoder')}` (CNN, width {m.get('width')}): pretrained on single "
+            "frames first, because one clip costs T encoder passes but carries a single label."
+        )
+        if "ae" in name:
+            items.append(
+                f"Autoencoder bottleneck ({m.get('feature_dim')} -> {m.get('bottleneck_dim')}): trained "
+                "to rebuild the clean frame from a noisy one, so the code keeps the face and drops noise."
+            )
+        items.append(
+            f"LSTM (hidden {m.get('hidden')}) over the frame codes: expressions unfold in time"
+            + ("; soft attention weights the frames that matter most." if "attn" in name else ".")
+        )
+    items.append("Actor-independent split: no person is in two splits, so the score is for unseen people.")
+    return Block("ul", items)
+
+
+def _data(data: dict, cfg: dict) -> list[Block]:
     if not data:
         return []
     counts = data.get("counts", {})
-    lines = [
-        "## Data",
-        "",
-        f"- dataset `{data.get('dataset')}` from `{data.get('root')}`; cache `{data.get('cache')}`",
-        f"- {data.get('summary', '')}; face detected in {data.get('face_detected')} of {data.get('n')} clips "
-        "(the rest: centre-crop fallback)",
-        f"- split by actor (no actor in two splits), seed {data.get('seed')}: "
-        + ", ".join(
-            f"{s} {sum(c.values())} clips / {data.get('groups', {}).get(s, '?')} actors" for s, c in counts.items()
-        ),
-        f"- {data.get('frames')} frames per clip sampled uniformly, {data.get('size')}x{data.get('size')} grayscale",
-        "",
+    splits = ", ".join(
+        f"{s} {sum(c.values())} clips / {data.get('groups', {}).get(s, '?')} groups" for s, c in counts.items()
+    )
+    p = cfg.get("prepare", {})
+    protocol = f"k-fold, fold {p.get('fold')} of {p.get('folds')}" if p.get("folds") else f"seed {data.get('seed')}"
+    items = [
+        f"`{data.get('dataset')}` from `{data.get('root')}`: {data.get('summary', '')}; face detected in "
+        f"{data.get('face_detected')} of {data.get('n')} clips (others: centre crop).",
+        f"Split ({protocol}): {splits}.",
     ]
-    return lines
+    return [Block("h2", "Data and split"), Block("ul", items)]
 
 
-def _training_section(run: Path, cfg: dict, history: list[dict], train: dict) -> list[str]:
+def _training(run: Path, cfg: dict, history: list[dict], train: dict) -> list[Block]:
     joint = [r for r in history if r["stage"] == "joint"]
     pre = [r for r in history if r["stage"] == "pretrain"]
     m, t = cfg.get("model", {}), cfg.get("train", {})
-    lines = [
-        "## Model and training",
-        "",
-        f"- model `{m.get('name')}`: encoder `{m.get('encoder')}` (width {m.get('width')}, features "
-        f"{m.get('feature_dim')}), autoencoder code {m.get('bottleneck_dim')}, LSTM hidden {m.get('hidden')}; "
-        f"{train.get('parameters', 0) / 1e6:.2f}M parameters",
-        f"- {len(pre)} frame pretraining epochs (frame classifier, plus reconstruction for autoencoder "
-        f"variants), then {len(joint)} joint epochs (max {t.get('epochs')}, "
-        f"patience {t.get('patience')}); best validation accuracy {float(train.get('best_val_acc', 0)):.3f} "
-        f"at epoch {train.get('best_epoch')}; {float(train.get('seconds', 0)) / 60:.1f} min training",
-        f"- AdamW lr {t.get('lr')} one-cycle, batch {t.get('batch_size')}, label smoothing "
-        f"{t.get('label_smoothing')}, input noise std {t.get('noise_std')}, reconstruction weight "
-        f"{t.get('recon_weight')}, seed {t.get('seed')}",
-        "",
+    items = [
+        f"`{m.get('name')}`, {train.get('parameters', 0) / 1e6:.2f}M parameters; {len(pre)} frame-pretraining "
+        f"epochs, then {len(joint)} joint epochs (max {t.get('epochs')}, early-stopping patience "
+        f"{t.get('patience')}); best validation accuracy {float(train.get('best_val_acc', 0)):.3f} at epoch "
+        f"{train.get('best_epoch')}; {float(train.get('seconds', 0)) / 60:.1f} min.",
+        f"AdamW, lr {t.get('lr')} one-cycle, batch {t.get('batch_size')}, weight decay {t.get('weight_decay')}, "
+        f"label smoothing {t.get('label_smoothing')}, input noise std {t.get('noise_std')}, reconstruction "
+        f"weight {t.get('recon_weight')}, augmentation {'on' if t.get('augment') else 'off'}, seed {t.get('seed')}.",
     ]
+    blocks = [Block("h2", "Training"), Block("ul", items)]
     if (run / "curves.png").exists():
-        lines += ["![training curves](curves.png)", ""]
-    return lines
+        blocks.append(Block("img", [("curves.png", "training curves")]))
+    return blocks
 
 
-def _results_section(metrics: dict) -> list[str]:
+def _results(metrics: dict) -> list[Block]:
     if not metrics:
-        return ["## Results", "", "No `metrics.json` in this run: run `vemo evaluate` first.", ""]
-    lines = [
-        "## Test results",
-        "",
+        return [Block("h2", "Results"), Block("p", "No `metrics.json` in this run: run `vemo evaluate` first.")]
+    rows = [
+        [lab, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", c["support"]]
+        for lab, c in metrics["per_class"].items()
+    ]
+    head = (
         f"**Accuracy {metrics['accuracy']:.3f}**, macro-F1 {metrics['macro_f1']:.3f}, weighted F1 "
         f"{metrics['weighted_f1']:.3f} on {metrics['n']} {metrics.get('split', 'test')} clips "
-        f"(chance: {1 / len(metrics['labels']):.3f}).",
-        "",
-        "| class | precision | recall | F1 | support |",
-        "|---|---:|---:|---:|---:|",
+        f"(chance {1 / len(metrics['labels']):.3f})."
+    )
+    return [
+        Block("h2", f"Results ({metrics.get('split', 'test')} split)"),
+        Block("p", head),
+        Block("table", (["class", "precision", "recall", "F1", "support"], rows)),
+        Block("img", [("confusion.png", "confusion matrix: counts and row-normalised")]),
     ]
-    for lab, c in metrics["per_class"].items():
-        lines.append(f"| {lab} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |")
-    lines += ["", "![confusion matrix](confusion.png)", ""]
-    return lines
 
 
-def _provenance_section(env: dict) -> list[str]:
+def _figures(run: Path) -> list[Block]:
+    """t-SNE/PCA, attention strips and misclassified clips, drawn from embeddings.npz."""
+    path = run / "embeddings.npz"
+    if not path.exists():
+        return []
+    z = np.load(path)
+    labels = [str(s) for s in z["labels"]]
+    figs = []
+    if len(z["embedding"]) >= 3:
+        plot_embeddings(z["embedding"], z["truth"], labels, run / "embeddings.png")
+        figs.append(("embeddings.png", "PCA and t-SNE of test-clip embeddings"))
+    idx = z["strip_index"]
+    attention = z["attention"][idx] if "attention" in z.files else None
+    titles = [f"true {labels[z['truth'][i]]}, predicted {labels[z['pred'][i]]}" for i in idx]
+    if len(idx):
+        plot_attention(z["strip_frames"], attention, titles, run / "attention.png")
+        figs.append(
+            ("attention.png", "frames of test clips" + (" with attention weights" if attention is not None else ""))
+        )
+    if len(z["wrong_index"]):
+        wrong = [f"{labels[z['truth'][i]]} -> {labels[z['pred'][i]]}" for i in z["wrong_index"]]
+        plot_gallery(z["wrong_frames"], wrong, run / "gallery.png")
+        figs.append(("gallery.png", "misclassified clips (middle frame), true -> predicted"))
+    caption = (
+        "Embeddings (left: PCA, right: t-SNE), coloured by true class; frame strips"
+        + (" with the attention weight per frame (orange bars)" if attention is not None else "")
+        + "; misclassified clips as true -> predicted."
+    )
+    return [Block("h2", "What the model sees"), Block("img", figs), Block("p", caption)]
+
+
+def _comparison(compare: dict, cdir: Path, run: Path) -> list[Block]:
+    if not compare:
+        return []
+    rows = [
+        [
+            s["model"],
+            f"{s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f}",
+            f"{s['macro_f1_mean']:.3f} ± {s['macro_f1_std']:.3f}",
+            f"{s['parameters']:,}",
+            f"{s['train_minutes_mean']:.1f}",
+            f"{s['clips_per_s_mean']:,.0f}",
+        ]
+        for s in compare["summary"]
+    ]
+    blocks = [
+        Block("h2", "Ablation: variants on the same data and split"),
+        Block(
+            "p",
+            f"{compare['test_clips']} test clips, training seeds {', '.join(map(str, compare['seeds']))}, "
+            "mean ± std over seeds (from `compare.json`).",
+        ),
+        Block("table", (["model", "accuracy", "macro-F1", "parameters", "train min", "clips/s"], rows)),
+    ]
+    p = compare.get("paired")
+    if p:
+        a = p["accuracy"]
+        verdict = "more than" if a["p_t"] is not None and a["p_t"] < 0.05 else "not clearly more than"
+        blocks.append(
+            Block(
+                "p",
+                f"Autoencoder vs none (`{p['a']}` minus `{p['b']}`, paired by seed): accuracy "
+                f"{a['mean']:+.3f} ± {a['std']:.3f}, paired t-test p = {_p(a['p_t'])}: "
+                f"{verdict} seed noise.",
+            )
+        )
+    figs = []
+    for name, alt in (("compare.png", "accuracy and macro-F1 per variant"), ("robustness.png", "robustness curves")):
+        if (cdir / name).exists():
+            target = run / f"compare_{name}"
+            target.write_bytes((cdir / name).read_bytes())
+            figs.append((target.name, alt))
+    if figs:
+        blocks.append(Block("img", figs))
+        blocks.append(
+            Block(
+                "p",
+                "Right: accuracy as Gaussian noise, blur or an occluding square grows (mean over "
+                "seeds, band ± std): the denoising autoencoder's test.",
+            )
+        )
+    return blocks
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _robustness(run: Path) -> list[Block]:
+    rob = _read_json(run / "robustness.json")
+    if not rob or not (run / "robustness.png").exists():
+        return []
+    return [Block("h2", "Robustness of this model"), Block("img", [("robustness.png", "robustness")])]
+
+
+def _limitations(data: dict, metrics: dict) -> list[Block]:
+    items = []
+    if data.get("synthetic"):
+        items.append(
+            "The data are vemo's procedurally rendered faces, not people: the numbers show that the "
+            "pipeline learns, not how well it recognises human emotions."
+        )
+    if metrics:
+        cm = np.array(metrics["confusion_matrix"])
+        off = cm - np.diag(np.diag(cm))
+        if off.sum():
+            i, j = np.unravel_index(off.argmax(), off.shape)
+            items.append(
+                f"Most frequent confusion: {metrics['labels'][i]} read as {metrics['labels'][j]} "
+                f"({off[i, j]} of {cm[i].sum()} clips)."
+            )
+        groups = data.get("groups", {}).get("test")
+        if groups is not None and groups < 10:
+            items.append(
+                f"The test split holds {groups} groups only: expect several points of spread between "
+                "splits and seeds; prefer k-fold (`prepare.folds`) for a firmer estimate."
+            )
+    items += [
+        "Grayscale 48x48 crops drop colour and fine texture; the Haar detector misses profile and dark faces.",
+        "Next: k-fold cross-validation over actors, audio as a second modality (CREMA-D has it), a stronger "
+        "pretrained frame encoder, test-time augmentation.",
+    ]
+    return [Block("h2", "Limitations and next steps"), Block("ul", items)]
+
+
+def _provenance(env: dict) -> list[Block]:
     if not env:
         return []
     return [
-        "## How this run was made",
-        "",
-        f"- command: `{env.get('command')}`",
-        f"- vemo {env.get('vemo')} (git {str(env.get('git_commit'))[:10]}), torch {env.get('torch')}, "
-        f"python {env.get('python')}",
-        f"- machine: {env.get('platform')}, {env.get('cpu_count')} CPUs, {env.get('torch_threads')} torch threads",
-        f"- data manifest sha256 `{str(env.get('data_manifest_sha256'))[:16]}`",
-        "",
+        Block("h2", "How this run was made"),
+        Block(
+            "ul",
+            [
+                f"command: `{env.get('command')}`",
+                f"vemo {env.get('vemo')} (git {str(env.get('git_commit'))[:10]}), torch {env.get('torch')}, python "
+                f"{env.get('python')}; {env.get('cpu_count')} CPUs, {env.get('torch_threads')} threads; data manifest "
+                f"sha256 `{str(env.get('data_manifest_sha256'))[:16]}`",
+            ],
+        ),
     ]
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write `report.md` into a run folder from its config, history, data summary and metrics."""
-    run = Path(run_dir)
+def find_compare(run: Path, compare_dir: str | Path | None) -> tuple[dict, Path]:
+    """compare.json from `compare_dir`, the run folder, or its parent (a run inside a compare folder)."""
+    for d in [Path(compare_dir)] if compare_dir else [run, run.parent]:
+        if (d / "compare.json").exists():
+            return _read_json(d / "compare.json"), d
+    return {}, run
+
+
+def build(run: Path, compare_dir: str | Path | None = None) -> tuple[str, list[Block]]:
     cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
     data = _read_json(run / "data.json")
-    title = "vemo run report" + (" (synthetic data)" if data.get("synthetic") else "")
-    lines = [f"# {title}", "", f"Run folder `{run}`. Every number below is read from the files in it.", ""]
-    lines += _data_section(data)
-    lines += _training_section(run, cfg, _history(run / "history.csv"), _read_json(run / "train.json"))
-    lines += _results_section(_read_json(run / "metrics.json"))
-    lines += _provenance_section(_read_json(run / "environment.json"))
-    if data.get("synthetic"):
-        lines += [
-            "## Caveat",
-            "",
-            "These clips are vemo's procedurally rendered faces, not people: the numbers show that the "
-            "pipeline learns, not how well it recognises human emotions.",
-            "",
-        ]
-    path = run / "report.md"
-    write_text(path, "\n".join(lines))
-    return path
+    metrics = _read_json(run / "metrics.json")
+    title = (
+        "vemo report: "
+        + str(cfg.get("model", {}).get("name", "run"))
+        + (" on synthetic data" if data.get("synthetic") else "")
+    )
+    summary = f"Run folder `{run}`. Every number below is read from the files in it."
+    blocks = [Block("h1", title), Block("p", summary), Block("h2", "Design"), _design(cfg)]
+    blocks += _data(data, cfg)
+    blocks += _training(run, cfg, _history(run / "history.csv"), _read_json(run / "train.json"))
+    blocks += _results(metrics)
+    compare, cdir = find_compare(run, compare_dir)
+    blocks += _comparison(compare, cdir, run)
+    if not compare:
+        blocks += _robustness(run)
+    blocks += _figures(run)
+    blocks += _limitations(data, metrics)
+    blocks += _provenance(_read_json(run / "environment.json"))
+    return title, blocks
+
+
+def write_report(run_dir: str | Path, compare_dir: str | Path | None = None, pdf: bool = True) -> Path:
+    """Write report.md and report.html (and report.pdf when Chromium is available) into the run folder."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run}: no such run folder")
+    title, blocks = build(run, compare_dir)
+    write_text(run / "report.md", to_markdown(blocks))
+    write_text(run / "report.html", to_html(blocks, run, title))
+    if pdf:
+        print_pdf(run / "report.html", run / "report.pdf")
+    return run / "report.md"

@@ -173,7 +173,7 @@ def pretrain_epoch(model, probe, opt, sched, x, y, stats, cfg: Config, gen, epoc
 def joint_epoch(model, opt, sched, x, y, stats, cfg: Config, gen, epoch: int, frames: int, progress: bool) -> dict:
     """Stage 2, one epoch: cross-entropy on clips + weighted reconstruction of a few frames per clip."""
     model.train()
-    if cfg.train.freeze_encoder:
+    if cfg.train.freeze_encoder and hasattr(model, "encoder"):
         model.encoder.eval()  # frozen: batch-norm statistics stay those of pretraining
     use_ae = model.has_autoencoder and cfg.train.recon_weight > 0
     t0, total, correct, rec_total, n = time.time(), 0.0, 0, 0.0, 0
@@ -355,7 +355,10 @@ def train(
         )
         atomic_save(ckpt, out / "last.pt")
 
-    if cfg.train.pretrain_epochs > 0 and done[0] != "joint":
+    can_pretrain = hasattr(model, "encode_frames")  # frame-level pretraining needs a frame encoder
+    if cfg.train.pretrain_epochs > 0 and not can_pretrain:
+        log(f"{cfg.model.name} has no frame encoder: frame pretraining skipped")
+    if cfg.train.pretrain_epochs > 0 and can_pretrain and done[0] != "joint":
         probe = nn.Linear(model.code_dim, len(prepared.labels))
         params = [p for n, p in model.named_parameters() if not n.startswith("temporal.")] + list(probe.parameters())
         opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -382,7 +385,7 @@ def train(
                 f"({row['seconds']:.0f}s)"
             )
 
-    if cfg.train.freeze_encoder:
+    if cfg.train.freeze_encoder and can_pretrain:
         model.encoder.requires_grad_(False)
     steps = math.ceil(len(x_tr) / cfg.train.batch_size)
     opt = torch.optim.AdamW(

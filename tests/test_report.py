@@ -1,0 +1,81 @@
+"""`vemo compare` on a tiny setup, and the report built from its files, checked in a real browser."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vemo.cli import main
+from vemo.reporting.document import chromium_run, find_chromium
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def compared(tiny_synth, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    args = ["compare", "--config", str(REPO / "configs/tiny.yaml"), "--models", "cnn_lstm", "cnn_ae_lstm"]
+    args += ["--seeds", "0", "1", "--out", str(out), "--quiet", "--set", f"prepare.root={tiny_synth}"]
+    args += ["--set", f"prepare.cache_dir={out / 'cache'}", "--set", "prepare.val_fraction=0.25"]
+    args += ["--set", "prepare.test_fraction=0.25"]
+    assert main(args) == 0
+    return out, args
+
+
+def test_compare_tables_come_from_the_runs(compared, capsys):
+    out, args = compared
+    result = json.loads((out / "compare.json").read_text())
+    runs = {(r["model"], r["seed"]): r for r in result["runs"]}
+    assert set(runs) == {(m, s) for m in ("cnn_lstm", "cnn_ae_lstm") for s in (0, 1)}
+    for (model, seed), r in runs.items():
+        metrics = json.loads((out / f"{model}-seed{seed}" / "metrics.json").read_text())
+        assert r["accuracy"] == metrics["accuracy"] and r["clips_per_s"] > 0
+        assert {row["kind"] for row in r["robustness"]} == {"noise", "blur", "occlusion"}
+    summary = {s["model"]: s for s in result["summary"]}
+    acc = [runs[("cnn_ae_lstm", s)]["accuracy"] for s in (0, 1)]
+    assert summary["cnn_ae_lstm"]["accuracy_mean"] == pytest.approx(np.mean(acc))
+    diffs = [runs[("cnn_ae_lstm", s)]["accuracy"] - runs[("cnn_lstm", s)]["accuracy"] for s in (0, 1)]
+    assert result["paired"]["accuracy"]["differences"] == pytest.approx(diffs)
+    md = (out / "compare.md").read_text()
+    assert f"{summary['cnn_lstm']['accuracy_mean']:.3f} +- {summary['cnn_lstm']['accuracy_std']:.3f}" in md
+    for name in ("compare.png", "robustness.png"):
+        assert (out / name).stat().st_size > 1000
+    # finished runs are reused: a second compare trains nothing
+    capsys.readouterr()
+    assert main(args) == 0
+    reused = [line for line in capsys.readouterr().out.splitlines() if line.startswith("reusing") and "-seed" in line]
+    assert len(reused) == 4
+
+
+def test_report_quotes_the_run_and_its_ablation(compared):
+    out, _ = compared
+    run = out / "cnn_ae_lstm-seed0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    summary = {s["model"]: s for s in json.loads((out / "compare.json").read_text())["summary"]}
+    md, html = (run / "report.md").read_text(), (run / "report.html").read_text()
+    for text in (md, html):
+        assert f"Accuracy {metrics['accuracy']:.3f}" in text
+        assert f"{summary['cnn_lstm']['macro_f1_mean']:.3f} ± {summary['cnn_lstm']['macro_f1_std']:.3f}" in text
+    for section in ("Design", "Data and split", "Training", "Results", "Ablation", "Limitations"):
+        assert f"## {section}" in md
+    assert html.count("data:image/png;base64,") >= 5  # curves, confusion, compare, robustness, embeddings, ...
+    assert "src='" + "confusion.png" not in html  # figures are embedded, not linked
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="no Chromium installed (Debian: apt install chromium)")
+def test_report_renders_in_headless_chromium(compared, tmp_path):
+    out, _ = compared
+    run = out / "cnn_ae_lstm-seed0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    dom = chromium_run(["--dump-dom", (run / "report.html").resolve().as_uri()]).stdout
+    assert f"Accuracy {metrics['accuracy']:.3f}" in re.sub(r"<[^>]+>", "", dom)
+    shot = tmp_path / "shot.png"
+    chromium_run([f"--screenshot={shot}", "--window-size=1000,1400", (run / "report.html").resolve().as_uri()])
+    import cv2
+
+    image = cv2.imread(str(shot), cv2.IMREAD_GRAYSCALE)
+    assert image is not None and image.shape == (1400, 1000) and image.std() > 20  # text and figures, not blank
+    pdf = (run / "report.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF") and 1 <= len(re.findall(rb"/Type\s*/Page[^s]", pdf)) <= 2
