@@ -67,12 +67,9 @@ def cmd_prepare(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from vemo.data.prepare import load_prepared, prepare
-    from vemo.pipeline import train_evaluate_report
+    from vemo.pipeline import train_command
 
-    cfg = _config(args)
-    prepared = load_prepared(args.data) if args.data else prepare(cfg.prepare, progress=not args.quiet)
-    train_evaluate_report(cfg, prepared, Path(cfg.out), synthetic=False, progress=not args.quiet, resume=args.resume)
+    train_command(_config(args), args.data, args.devices, args.num_nodes, not args.quiet, args.resume)
 
 
 def cmd_evaluate(args) -> None:
@@ -190,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue an interrupted run from OUT/last.pt (same config); starts fresh if there is none",
+    )
+    p.add_argument("--devices", type=int, default=1, help="data-parallel processes on this machine (GPUs or CPU)")
+    p.add_argument("--num-nodes", type=int, default=1, help="machines (start with torchrun/srun on each)")
+    p.add_argument(
+        "--strategy", choices=["ddp"], default="ddp", help="multi-process strategy (data-parallel, gradient all-reduce)"
     )
     _common(p)
     p.set_defaults(func=cmd_train)

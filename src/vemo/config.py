@@ -52,6 +52,7 @@ class PrepareConfig:
     val_fraction: float = 0.15  # of actors
     test_fraction: float = 0.2  # of actors
     seed: int = 0
+    dedupe: bool = False  # drop val/test items whose pixels duplicate a training item (else: warn only)
     workers: int = 0  # 0: one per core
     cache_dir: str = "cache"
 
@@ -96,6 +97,7 @@ class TrainConfig:
     # a T-frame clip then costs T encoder forward passes but no encoder backward (stills datasets)
     seed: int = 0
     threads: int = 0  # torch intra-op threads, 0: one per core
+    device: str = "auto"  # "auto" (a GPU when there is one), "cpu" or "cuda"
     channels_last: bool = True
 
 

@@ -41,9 +41,15 @@ def train_evaluate_report(
     cfg: Config, prepared: Prepared, out: Path, synthetic: bool, progress: bool, log=print, resume: bool = False
 ) -> dict:
     """Train on the prepared data, evaluate the best checkpoint on its test split, write the report."""
+    import os
+
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "data.json", describe_data(prepared, synthetic))
+    main_process = int(os.environ.get("RANK", "0")) == 0  # data-parallel runs: rank 0 evaluates and reports
+    if main_process:
+        write_json(out / "data.json", describe_data(prepared, synthetic))
     result = train(cfg, prepared, out, progress=progress, log=log, resume=resume)
+    if not main_process:
+        return {}
     write_json(out / "train.json", {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()})
     split = "test" if len(prepared.indices("test")) else "val"
     if split == "val":
@@ -105,3 +111,32 @@ def run_compare(
     report = write_report(main["run_dir"], out)
     log(f"compare: {out / 'compare.md'} ({result['minutes']:.1f} min); report with the ablation: {report.parent}")
     return result
+
+
+def _ddp_worker(cfg_dict: dict, data: str, out: str, progress: bool, resume: bool) -> None:
+    from vemo.config import config_from_dict
+    from vemo.data.prepare import load_prepared
+
+    train_evaluate_report(config_from_dict(cfg_dict), load_prepared(data), Path(out), False, progress, resume=resume)
+
+
+def train_command(
+    cfg: Config, data: str | None, devices: int = 1, num_nodes: int = 1, progress: bool = True, resume: bool = False
+) -> None:
+    """`vemo train`: prepare (or load) the data, then train in one process or data-parallel in `devices`."""
+    import os
+
+    from vemo.data.prepare import load_prepared
+
+    if num_nodes > 1 and "WORLD_SIZE" not in os.environ:
+        raise ValueError(
+            "multi-node training is started by torchrun (or srun) on every node, e.g. `torchrun --nnodes "
+            f"{num_nodes} --nproc-per-node {devices} --rdzv-endpoint HOST:29500 -m vemo.cli train ...`"
+        )
+    prepared = load_prepared(data) if data else prepare(cfg.prepare, progress=progress)
+    if devices > 1 and "WORLD_SIZE" not in os.environ:
+        from vemo.training.distributed import launch
+
+        launch(_ddp_worker, devices, cfg.to_dict(), str(prepared.path), str(cfg.out), progress, resume)
+    else:
+        train_evaluate_report(cfg, prepared, Path(cfg.out), synthetic=False, progress=progress, resume=resume)

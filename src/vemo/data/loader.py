@@ -43,10 +43,22 @@ def normalize(x: torch.Tensor, stats: dict[str, float]) -> torch.Tensor:
 
 
 def iterate(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (uint8 clips, targets) batches; the last, smaller batch is kept."""
+    """Yield (uint8 clips, targets) batches; the last, smaller batch is kept.
+
+    `shard=(rank, world)`: this process's share of the order (every world-th sample). The order is cut
+    to a multiple of `world` first, so every process makes the same number of steps.
+    """
     order = torch.randperm(len(x), generator=generator) if shuffle else torch.arange(len(x))
-    for start in range(0, len(x), batch_size):
+    rank, world = shard
+    if world > 1:
+        order = order[: len(order) - len(order) % world][rank::world]
+    for start in range(0, len(order), batch_size):
         pick = order[start : start + batch_size]
         yield x[pick], y[pick]

@@ -39,6 +39,10 @@ from vemo.io import write_json, write_text
 from vemo.models.registry import build_model, count_parameters
 from vemo.provenance import environment
 from vemo.training.checkpoint import atomic_save
+from vemo.training.distributed import Dist, average_gradients, device_for, setup, sync_buffers
+
+ALONE = Dist()
+CPU = torch.device("cpu")
 
 HISTORY_FIELDS = (
     "stage",
@@ -84,6 +88,8 @@ class TrainResult:
     epochs_run: int
     seconds: float
     parameters: int
+    processes: int = 1
+    weights_sha256: str = ""  # of the final weights: equal on every process of a data-parallel run
 
 
 def _inputs(xb: torch.Tensor, stats: dict, cfg: Config, gen: torch.Generator, train: bool):
@@ -114,7 +120,9 @@ def _recon_loss(model: nn.Module, codes: torch.Tensor, clean: torch.Tensor, pick
     return F.mse_loss(model.reconstruct(codes).squeeze(1), _frames(clean, pick))
 
 
-def pretrain_epoch(model, probe, opt, sched, x, y, stats, cfg: Config, gen, epoch: int, progress: bool) -> dict:
+def pretrain_epoch(
+    model, probe, opt, sched, x, y, stats, cfg: Config, gen, epoch: int, progress: bool, d: Dist = ALONE, device=CPU
+) -> dict:
     """Stage 1, one epoch: train the frame encoder (and the autoencoder, if any) on single frames.
 
     Each step takes `pretrain_frames` random frames per clip and trains (a) a throw-away linear
@@ -129,15 +137,17 @@ def pretrain_epoch(model, probe, opt, sched, x, y, stats, cfg: Config, gen, epoc
     use_ae = model.has_autoencoder
     start, ce_sum, rec_sum, correct, n = time.time(), 0.0, 0.0, 0, 0
     bs = cfg.train.pretrain_batch_size
+    params = [p for group in opt.param_groups for p in group["params"]]
     bar = tqdm(
-        iterate(x, y, bs, True, gen),
-        total=math.ceil(len(x) / bs),
+        iterate(x, y, bs, True, gen, shard=(d.rank, d.world)),
+        total=math.ceil(len(x) // d.world / bs),
         desc=f"pretrain frames {epoch}/{cfg.train.pretrain_epochs}",
         disable=not progress,
         leave=False,
     )
     for xb, yb in bar:
-        clean, noisy = _inputs(xb, stats, cfg, gen, train=True)
+        clean, noisy = (v.to(device) for v in _inputs(xb, stats, cfg, gen, train=True))
+        yb = yb.to(device)
         b, t = clean.shape[:2]
         pick = _pick_frames(b, t, cfg.train.pretrain_frames, gen, first=int(cfg.train.pretrain_from * t))
         codes = model.encode_frames(_frames(noisy, pick))
@@ -152,6 +162,7 @@ def pretrain_epoch(model, probe, opt, sched, x, y, stats, cfg: Config, gen, epoc
             rec_sum += rec.item() * len(pick)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(params, d)
         opt.step()
         if sched is not None:
             sched.step()
@@ -170,22 +181,38 @@ def pretrain_epoch(model, probe, opt, sched, x, y, stats, cfg: Config, gen, epoc
     }
 
 
-def joint_epoch(model, opt, sched, x, y, stats, cfg: Config, gen, epoch: int, frames: int, progress: bool) -> dict:
+def joint_epoch(
+    model,
+    opt,
+    sched,
+    x,
+    y,
+    stats,
+    cfg: Config,
+    gen,
+    epoch: int,
+    frames: int,
+    progress: bool,
+    d: Dist = ALONE,
+    device=CPU,
+) -> dict:
     """Stage 2, one epoch: cross-entropy on clips + weighted reconstruction of a few frames per clip."""
     model.train()
     if cfg.train.freeze_encoder and hasattr(model, "encoder"):
         model.encoder.eval()  # frozen: batch-norm statistics stay those of pretraining
     use_ae = model.has_autoencoder and cfg.train.recon_weight > 0
     t0, total, correct, rec_total, n = time.time(), 0.0, 0, 0.0, 0
+    params = [p for group in opt.param_groups for p in group["params"]]
     bar = tqdm(
-        iterate(x, y, cfg.train.batch_size, True, gen),
-        total=math.ceil(len(x) / cfg.train.batch_size),
+        iterate(x, y, cfg.train.batch_size, True, gen, shard=(d.rank, d.world)),
+        total=math.ceil(len(x) // d.world / cfg.train.batch_size),
         desc=f"train {epoch}/{cfg.train.epochs}",
         disable=not progress,
         leave=False,
     )
     for xb, yb in bar:
-        clean, noisy = _inputs(expand_batch(xb, frames, gen), stats, cfg, gen, train=True)
+        clean, noisy = (v.to(device) for v in _inputs(expand_batch(xb, frames, gen), stats, cfg, gen, train=True))
+        yb = yb.to(device)
         out_ = model(noisy)
         loss = F.cross_entropy(out_["logits"], yb, label_smoothing=cfg.train.label_smoothing)
         if use_ae:
@@ -195,6 +222,7 @@ def joint_epoch(model, opt, sched, x, y, stats, cfg: Config, gen, epoch: int, fr
             rec_total += rec.item() * len(yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(params, d)
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         sched.step()
@@ -214,11 +242,11 @@ def joint_epoch(model, opt, sched, x, y, stats, cfg: Config, gen, epoch: int, fr
 
 
 @torch.no_grad()
-def validate(model, x, y, stats, cfg: Config) -> tuple[float, float]:
+def validate(model, x, y, stats, cfg: Config, device=CPU) -> tuple[float, float]:
     model.eval()
     total, correct = 0.0, 0
     for xb, yb in iterate(x, y, max(cfg.train.batch_size, 32), shuffle=False):
-        logits = model(normalize(xb, stats))["logits"]
+        logits = model(normalize(xb, stats).to(device))["logits"].cpu()
         total += F.cross_entropy(logits, yb, reduction="sum").item()
         correct += (logits.argmax(1) == yb).sum().item()
     return total / max(len(x), 1), correct / max(len(x), 1)
@@ -309,11 +337,16 @@ def train(
     for key, value in prepared.manifest["settings"].items():
         if key not in ("workers", "cache_dir") and hasattr(cfg.prepare, key):
             setattr(cfg.prepare, key, value)
+    d = setup()
+    device = device_for(d, cfg.train.device)
+    if not d.main:
+        log, progress = (lambda *_: None), False  # one voice: rank 0 logs and writes
     set_threads(cfg.train.threads)
     gen = seed_everything(cfg.train.seed)
     state = _load_resume(out, cfg, log) if resume else None
-    cfg.save(out / "config.yaml")
-    write_json(out / "environment.json", environment(prepared.path / "manifest.json"))
+    if d.main:
+        cfg.save(out / "config.yaml")
+        write_json(out / "environment.json", environment(prepared.path / "manifest.json"))
     stats = prepared.manifest["stats"]
     frames = prepared.manifest["settings"]["frames"]
     x_tr, y_tr = load_split(prepared, "train", expand=False)  # stills get fresh sequences per batch
@@ -324,7 +357,8 @@ def train(
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     n_params = count_parameters(model)
-    log(f"model {cfg.model.name} ({n_params / 1e6:.2f}M parameters); train {len(x_tr)} clips, val {len(x_va)}")
+    where = f"; {d.world} processes" if d.active else ""
+    log(f"model {cfg.model.name} ({n_params / 1e6:.2f}M parameters); train {len(x_tr)} clips, val {len(x_va)}{where}")
     history: list[dict] = []
     best, best_epoch, stale, elapsed = (-1.0, float("inf")), 0, 0, 0.0
     done = ("none", 0)
@@ -340,6 +374,7 @@ def train(
         )
         done = (r["stage"], r["epoch"])
         log(f"resuming after {r['stage']} epoch {r['epoch']} ({elapsed / 60:.1f} min trained so far)")
+    model = model.to(device)
     started = time.time() - elapsed
 
     def restore_rng():
@@ -349,6 +384,8 @@ def train(
             torch.set_rng_state(state["resume"]["torch_rng"])
 
     def save_last(stage, epoch, opt, sched, probe, val_acc):
+        if not d.main:
+            return
         ckpt = _checkpoint(model, cfg, prepared, epoch, val_acc)
         ckpt["resume"] = _resume_state(
             stage, epoch, opt, sched, probe, gen, best, best_epoch, stale, history, time.time() - started
@@ -359,7 +396,7 @@ def train(
     if cfg.train.pretrain_epochs > 0 and not can_pretrain:
         log(f"{cfg.model.name} has no frame encoder: frame pretraining skipped")
     if cfg.train.pretrain_epochs > 0 and can_pretrain and done[0] != "joint":
-        probe = nn.Linear(model.code_dim, len(prepared.labels))
+        probe = nn.Linear(model.code_dim, len(prepared.labels)).to(device)
         params = [p for n, p in model.named_parameters() if not n.startswith("temporal.")] + list(probe.parameters())
         opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         sched = None
@@ -375,9 +412,11 @@ def train(
             first = done[1] + 1
         restore_rng()
         for epoch in range(first, cfg.train.pretrain_epochs + 1):
-            row = pretrain_epoch(model, probe, opt, sched, x_tr, y_tr, stats, cfg, gen, epoch, progress)
+            row = pretrain_epoch(model, probe, opt, sched, x_tr, y_tr, stats, cfg, gen, epoch, progress, d, device)
+            sync_buffers(model, d)
             history.append(row)
-            _write_history(history, out)
+            if d.main:
+                _write_history(history, out)
             save_last("pretrain", epoch, opt, sched, probe, 0.0)
             recon = f", reconstruction MSE {row['recon_loss']:.4f}" if row["recon_loss"] != "" else ""
             log(
@@ -407,15 +446,18 @@ def train(
         first = cfg.train.epochs + 1  # the interrupted run had already stopped early
     joint_start = time.time()
     for epoch in range(first, cfg.train.epochs + 1):
-        row = joint_epoch(model, opt, sched, x_tr, y_tr, stats, cfg, gen, epoch, frames, progress)
-        val_loss, val_acc = validate(model, x_va, y_va, stats, cfg)
+        row = joint_epoch(model, opt, sched, x_tr, y_tr, stats, cfg, gen, epoch, frames, progress, d, device)
+        sync_buffers(model, d)
+        val_loss, val_acc = validate(model, x_va, y_va, stats, cfg, device)
         row.update(val_loss=val_loss, val_acc=val_acc)
         history.append(row)
-        _write_history(history, out)
+        if d.main:
+            _write_history(history, out)
         improved = (val_acc, -val_loss) > (best[0], -best[1])
         if improved:
             best, best_epoch, stale = (val_acc, val_loss), epoch, 0
-            atomic_save(_checkpoint(model, cfg, prepared, epoch, val_acc), out / "best.pt")
+            if d.main:
+                atomic_save(_checkpoint(model, cfg, prepared, epoch, val_acc), out / "best.pt")
         else:
             stale += 1
         log(
@@ -429,7 +471,20 @@ def train(
         if cfg.train.max_minutes and time.time() - joint_start > 60 * cfg.train.max_minutes:
             log(f"stopping: time budget of {cfg.train.max_minutes} min reached")
             break
-    from vemo.reporting.plots import plot_curves
+    if d.main:
+        from vemo.reporting.plots import plot_curves
 
-    plot_curves(out / "history.csv", out / "curves.png")
-    return TrainResult(out / "best.pt", best_epoch, best[0], epoch, time.time() - started, n_params)
+        plot_curves(out / "history.csv", out / "curves.png")
+    return TrainResult(
+        out / "best.pt", best_epoch, best[0], epoch, time.time() - started, n_params, d.world, _weights_sha(model)
+    )
+
+
+def _weights_sha(model: nn.Module) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
