@@ -23,6 +23,11 @@ $(STAMP): requirements.txt pyproject.toml
 	  (apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 || \
 	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1)) || \
 	  echo "note: libtcmalloc-minimal4 not installed; training runs about 2x slower without it"
+	# Headless Chromium turns report.html into report.pdf and lets a test render the report; optional.
+	-@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] || \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	    >/dev/null 2>&1)) || echo "note: chromium not installed; reports come without PDF, its test skips"
 	touch $(STAMP)
 
 demo: setup

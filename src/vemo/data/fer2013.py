@@ -125,8 +125,8 @@ def load_still(source: str) -> np.ndarray:
         emotion, pixels, usage = _rows(Path(path))[int(n)]
         try:
             values = np.array(pixels.split(), dtype=np.int64)
-        except ValueError:
-            raise ClipError(f"CSV row {n}: pixel values are not integers", "bad-row") from None
+        except (ValueError, OverflowError):
+            raise ClipError(f"CSV row {n}: pixel values are not integers in 0-255", "bad-row") from None
         if values.min(initial=0) < 0 or values.max(initial=0) > 255:
             raise ClipError(f"CSV row {n}: pixel values outside 0-255", "bad-row")
         side = int(round(len(values) ** 0.5))

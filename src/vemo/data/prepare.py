@@ -45,6 +45,7 @@ KEYED_SETTINGS = (
     "val_fraction",
     "test_fraction",
     "seed",
+    "dedupe",
 )
 
 
@@ -203,6 +204,12 @@ def _build(records: list[Record], cfg: PrepareConfig, kind: str, tmp: Path, prog
         raise PrepareError(f"no clip in {cfg.root} was usable: " + ", ".join(f"{n} {k}" for k, n in reasons))
     usable = [records[i] for i in keep]
     splits = _split(usable, cfg, log)  # split only what is usable: stratification sees the clips used
+    leakage, drop = _guard_leakage(usable, splits, frames, cfg, "images" if kind == "stills" else "clips", log)
+    if drop:
+        skipped += [{"source": usable[j].source, "reason": why, "kind": "duplicate"} for j, why in drop.items()]
+        rest = [j for j in range(len(keep)) if j not in drop]
+        frames = _take_rows(frames, rest, tmp)
+        keep, usable, splits = keep[rest], [usable[j] for j in rest], [splits[j] for j in rest]
     items = [
         {
             "source": r.source,
@@ -215,7 +222,64 @@ def _build(records: list[Record], cfg: PrepareConfig, kind: str, tmp: Path, prog
         for i, r, split in zip(keep, usable, splits, strict=True)
     ]
     train_idx = np.array([k for k, it in enumerate(items) if it["split"] == "train"], dtype=np.int64)
-    return {"items": items, "skipped": skipped, "stats": _train_stats(frames, train_idx)}
+    return {"items": items, "skipped": skipped, "stats": _train_stats(frames, train_idx), "leakage": leakage}
+
+
+def _check_groups(records: list[Record], splits: list[str]) -> None:
+    """A group (actor) split by vemo must sit in one split only, or test accuracy would measure recognising
+    people already seen in training. Dataset-prescribed splits are the dataset's business and not checked."""
+    seen: dict[str, set[str]] = {}
+    for r, split in zip(records, splits, strict=True):
+        if not r.split:
+            seen.setdefault(r.group, set()).add(split)
+    mixed = {g: sorted(s) for g, s in sorted(seen.items()) if len(s) > 1}
+    if mixed:
+        example = ", ".join(f"{g!r} in {'+'.join(s)}" for g, s in list(mixed.items())[:5])
+        raise PrepareError(f"bug: {len(mixed)} group(s) assigned to more than one split ({example})")
+
+
+def _cross_split_duplicates(splits: list[str], frames: np.ndarray) -> dict[int, int]:
+    """{index of a val/test item: index of a train item with identical pixels}. FER2013 ships such
+    duplicates across its official splits; a test image seen in training inflates test accuracy."""
+    train: dict[bytes, int] = {}
+    others: list[tuple[int, bytes]] = []
+    for k, split in enumerate(splits):
+        digest = hashlib.sha1(np.ascontiguousarray(frames[k]).tobytes()).digest()
+        if split == "train":
+            train.setdefault(digest, k)
+        else:
+            others.append((k, digest))
+    return {k: train[d] for k, d in others if d in train}
+
+
+def _guard_leakage(records, splits, frames, cfg: PrepareConfig, noun: str, log) -> tuple[dict, dict[int, str]]:
+    """Check the split for leaks: raise on a group split across splits (a bug); report identical pixels in
+    train and val/test loudly (a dataset fact), and with `cfg.dedupe` drop the non-train copies.
+
+    Returns the manifest's "leakage" entry and {index to drop: reason} (empty unless dedupe).
+    """
+    _check_groups(records, splits)
+    dups = _cross_split_duplicates(splits, frames)
+    fate = "dropped (prepare.dedupe)" if cfg.dedupe else "kept (set prepare.dedupe=true to drop them)"
+    if not cfg.dedupe and any(records[k].split for k in dups):
+        fate = "official split kept"
+    for split, n in sorted(Counter(splits[k] for k in dups).items()):
+        log(f"warning: {n} {noun} in {split} also appear in train (identical pixels); {fate}")
+    examples = [{"train": records[t].source, splits[k]: records[k].source} for k, t in list(dups.items())[:5]]
+    leakage = {"duplicates_across_splits": len(dups), "examples": examples, "dropped": len(dups) if cfg.dedupe else 0}
+    drop = {k: f"identical pixels to training file {records[t].source}" for k, t in dups.items()} if cfg.dedupe else {}
+    return leakage, drop
+
+
+def _take_rows(frames: np.ndarray, rows: list[int], tmp: Path) -> np.ndarray:
+    """frames.npy rewritten with only `rows`, in order (the items dropped by dedupe leave no hole)."""
+    kept = np.lib.format.open_memmap(tmp / "kept.npy", mode="w+", dtype=np.uint8, shape=(len(rows), *frames.shape[1:]))
+    for start in range(0, len(rows), 512):
+        kept[start : start + 512] = frames[rows[start : start + 512]]
+    kept.flush()
+    del kept
+    os.replace(tmp / "kept.npy", tmp / "frames.npy")
+    return np.load(tmp / "frames.npy", mmap_mode="r")
 
 
 def _split(records: list[Record], cfg: PrepareConfig, log) -> list[str]:
@@ -256,6 +320,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
             "items": built["items"],
             "skipped": skipped,
             "stats": built["stats"],
+            "leakage": built["leakage"],
             "counts": _counts(built["items"]),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from vemo.config import PrepareConfig
 from vemo.data.loader import load_split
 from vemo.data.prepare import KEYED_SETTINGS as PREPARE_KEYED
 from vemo.data.prepare import Prepared
@@ -48,10 +50,10 @@ def label_mapping(model_labels: list[str], data_labels: list[str]) -> dict:
 
 def _differences(ckpt: dict, prepared: Prepared) -> list[str]:
     """Preprocessing or split settings in which the data differs from what the model was trained on."""
-    trained, data = ckpt["config"]["prepare"], prepared.manifest["settings"]
-    return [
-        f"{k}: trained {trained.get(k)!r}, data {data.get(k)!r}" for k in PREPARE_KEYED if trained.get(k) != data.get(k)
-    ]
+    defaults = asdict(PrepareConfig())  # settings added after a checkpoint was made take their default
+    trained = {**defaults, **ckpt["config"]["prepare"]}
+    data = {**defaults, **prepared.manifest["settings"]}
+    return [f"{k}: trained {trained[k]!r}, data {data[k]!r}" for k in PREPARE_KEYED if trained[k] != data[k]]
 
 
 def default_split(ckpt: dict, prepared: Prepared) -> str:

@@ -284,6 +284,7 @@ def _resume_state(stage, epoch, opt, sched, probe, gen, best, best_epoch, stale,
         "probe": probe.state_dict() if probe is not None else None,
         "generator": gen.get_state(),
         "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "best": list(best),
         "best_epoch": best_epoch,
         "stale": stale,
@@ -382,6 +383,8 @@ def train(
         if state is not None:
             gen.set_state(state["resume"]["generator"])
             torch.set_rng_state(state["resume"]["torch_rng"])
+            if torch.cuda.is_available() and state["resume"].get("cuda_rng"):
+                torch.cuda.set_rng_state_all(state["resume"]["cuda_rng"])
 
     def save_last(stage, epoch, opt, sched, probe, val_acc):
         if not d.main:
