@@ -73,31 +73,14 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from vemo.data.prepare import load_prepared, prepare
-    from vemo.evaluation.evaluate import evaluate
-    from vemo.training.checkpoint import SHIPPED, load_checkpoint
+    from vemo.evaluation.evaluate import evaluate_command
 
-    cfg = _config(args)
-    if args.data:
-        prepared = load_prepared(args.data)
-    else:
-        # The checkpoint's own preprocessing and split settings, so frames match what the model saw and
-        # "test" means the same actors it was kept away from; only where the data lives comes from here.
-        ckpt_prep = load_checkpoint(args.checkpoint)["config"]["prepare"]
-        for key, value in ckpt_prep.items():
-            if key not in ("dataset", "root", "workers", "cache_dir"):
-                setattr(cfg.prepare, key, value)
-        prepared = prepare(cfg.prepare, progress=not args.quiet)
-    default_out = Path("runs/evaluate") if args.checkpoint in SHIPPED else Path(args.checkpoint).parent
-    out = Path(args.out) if args.out else default_out
-    evaluate(args.checkpoint, prepared, out, split=args.split)
-    print(f"metrics: {out / 'metrics.json'}")
-    if args.perturb:
-        from vemo.evaluation.evaluate import robustness
-
-        levels = [float(v) for v in args.levels.split(",")] if args.levels else None
-        robustness(args.checkpoint, prepared, out, args.split, args.perturb, levels)
-        print(f"robustness: {out / 'robustness.json'}")
+    levels = [float(v) for v in args.levels.split(",")] if args.levels else None
+    given = args.dataset is not None or args.root is not None
+    given = given or any(o.startswith(("prepare.root=", "prepare.dataset=")) for o in args.overrides)
+    evaluate_command(
+        _config(args), args.checkpoint, args.data, args.out, args.split, given, args.perturb, levels, not args.quiet
+    )
 
 
 def cmd_predict(args) -> None:
@@ -191,7 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=int, default=1, help="data-parallel processes on this machine (GPUs or CPU)")
     p.add_argument("--num-nodes", type=int, default=1, help="machines (start with torchrun/srun on each)")
     p.add_argument(
-        "--strategy", choices=["ddp"], default="ddp", help="multi-process strategy (data-parallel, gradient all-reduce)"
+        "--strategy",
+        choices=["ddp"],
+        default="ddp",
+        help="multi-process strategy; ddp (data-parallel, gradients all-reduced) is the one implemented",
     )
     _common(p)
     p.set_defaults(func=cmd_train)
@@ -211,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--perturb", nargs="+", choices=["noise", "blur", "occlusion"], help="also measure accuracy under these"
     )
-    p.add_argument("--levels", help="comma-separated levels for --perturb (default: a range per perturbation)")
+    p.add_argument("--levels", help="comma-separated levels for one --perturb kind (default: a range per kind)")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 

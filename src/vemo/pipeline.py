@@ -26,6 +26,7 @@ def describe_data(prepared: Prepared, synthetic: bool = False) -> dict:
         "root": s["root"],
         "cache": str(prepared.path),
         "synthetic": synthetic,
+        "kind": prepared.kind,
         "n": len(items),
         "face_detected": sum(it["face_detected"] for it in items),
         "summary": summarize(len(items), prepared.manifest["skipped"]),

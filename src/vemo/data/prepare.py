@@ -27,7 +27,7 @@ from vemo.config import PrepareConfig
 from vemo.data.datasets import get_reader, read_dataset
 from vemo.data.face import crop_square, track_faces
 from vemo.data.records import Record
-from vemo.data.split import assign_splits
+from vemo.data.split import TooFewGroups, assign_splits
 from vemo.data.video import ClipError, decode_clip, sample_indices
 
 CACHE_VERSION = 2
@@ -286,7 +286,7 @@ def _split(records: list[Record], cfg: PrepareConfig, log) -> list[str]:
     """Dataset splits where prescribed, actor-independent ones otherwise; too few actors: all test."""
     try:
         return assign_splits(records, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.folds, cfg.fold)
-    except ValueError as err:
+    except TooFewGroups as err:  # other split errors are configuration mistakes and stop the run
         log(f"warning: {err}; all {len(records)} clips go to the test split (usable for evaluation only)")
         return [r.split or "test" for r in records]
 
@@ -314,7 +314,8 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
         skipped = [asdict(s) for s in unreadable] + built["skipped"]
         manifest = {
             "version": CACHE_VERSION,
-            "settings": asdict(cfg),
+            # the root as an absolute path, so a checkpoint knows its data from any working directory
+            "settings": {**asdict(cfg), "root": str(Path(cfg.root).resolve())},
             "kind": reader.kind,
             "labels": list(labels),
             "items": built["items"],
@@ -326,8 +327,12 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         if final.exists() and not (final / "manifest.json").exists():
             shutil.rmtree(final)  # a stale folder without a manifest is not a cache
-        if not final.exists():
-            os.replace(tmp, final)
+        try:
+            if not final.exists():
+                os.replace(tmp, final)
+        except OSError:
+            if not (final / "manifest.json").exists():
+                raise
         # else: a concurrent prepare of the same data finished first; its cache is identical
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

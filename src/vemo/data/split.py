@@ -17,6 +17,10 @@ from vemo.data.records import Record
 SPLITS = ("train", "val", "test")
 
 
+class TooFewGroups(ValueError):
+    """The data has too few actors/groups for the requested split (e.g. a folder from one actor)."""
+
+
 def _imbalance(assign: dict[str, str], counts: dict[str, Counter], labels: list[str], overall: np.ndarray) -> float:
     """Squared distance of each part's label proportions from the overall proportions, summed."""
     cost = 0.0
@@ -57,7 +61,7 @@ def split_groups(
     """Map each group to 'train', 'val' or 'test'. Needs at least 3 groups (one per split)."""
     groups = sorted({r.group for r in records})
     if len(groups) < 3:
-        raise ValueError(f"an actor-independent split needs at least 3 actors/groups, found {len(groups)}: {groups}")
+        raise TooFewGroups(f"an actor-independent split needs at least 3 actors/groups, found {len(groups)}: {groups}")
     n_test = max(1, round(test_fraction * len(groups)))
     n_val = max(1, round(val_fraction * len(groups)))
     if n_test + n_val >= len(groups):
@@ -77,7 +81,7 @@ def fold_groups(records: list[Record], folds: int, fold: int, seed: int, tries: 
     if not 0 <= fold < folds or folds < 3:
         raise ValueError(f"k-fold needs folds >= 3 and 0 <= fold < folds (got folds={folds}, fold={fold})")
     if len(groups) < folds:
-        raise ValueError(f"{folds}-fold cross-validation needs at least {folds} actors/groups, found {len(groups)}")
+        raise TooFewGroups(f"{folds}-fold cross-validation needs at least {folds} actors/groups, found {len(groups)}")
     part = _stratified(records, lambda rank: str(rank % folds), seed, tries)
     role = {str(fold): "test", str((fold + 1) % folds): "val"}
     return {g: role.get(p, "train") for g, p in part.items()}

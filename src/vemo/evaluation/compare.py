@@ -56,10 +56,7 @@ def run_one(cfg: Config, prepared: Prepared, run_dir: Path, log) -> dict:
     quiet = lambda *_: None  # noqa: E731
     result = train(cfg, prepared, run_dir, progress=False, log=quiet, resume=True)
     metrics = evaluate(result.best_checkpoint, prepared, run_dir, split="test", log=quiet)
-    rob = []
-    for kind, levels in ROBUSTNESS_LEVELS.items():
-        rob += robustness(result.best_checkpoint, prepared, run_dir, "test", [kind], levels, log=quiet)
-    write_json(run_dir / "robustness.json", {"split": "test", "rows": rob})
+    rob = robustness(result.best_checkpoint, prepared, run_dir, "test", ROBUSTNESS_LEVELS, log=quiet)
     row = {
         "model": cfg.model.name,
         "seed": cfg.train.seed,

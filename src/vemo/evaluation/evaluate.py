@@ -92,7 +92,10 @@ def _predictions(ckpt: dict, model, prepared: Prepared, x, y, items, perturbatio
 def _load(checkpoint, prepared: Prepared, split: str | None, log):
     ckpt = load_checkpoint(checkpoint)
     _check_size(ckpt, prepared)
-    split = split or default_split(ckpt, prepared)
+    if split is None:
+        split = default_split(ckpt, prepared)
+        why = "the model's own dataset: its held-out test split" if split == "test" else "other data: all of it"
+        log(f"evaluating split '{split}' ({why}; --split to choose)")
     x, y = load_split(prepared, split)
     if len(x) == 0:
         raise ValueError(f"the {split!r} split of {prepared.path} is empty")
@@ -201,3 +204,46 @@ def _write_predictions(path: Path, items: list[dict], y, probs, labels) -> None:
     for item, t, p in zip(items, y, probs, strict=True):
         writer.writerow([item["source"], labels[t], labels[int(p.argmax())], *[f"{v:.4f}" for v in p]])
     write_text(path, buf.getvalue())
+
+
+def evaluate_command(
+    cfg,
+    checkpoint: str,
+    data: str | None,
+    out: str | None,
+    split: str | None,
+    dataset_given: bool,
+    perturb: list[str] | None = None,
+    levels: list[float] | None = None,
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """`vemo evaluate`: prepare the data the way the checkpoint expects, evaluate, optionally perturb.
+
+    The checkpoint's own preprocessing and split settings are used, so frames match what the model
+    saw and "test" means the groups it was kept away from; only where the data lives (and which reader)
+    comes from the command line. With no --dataset/--root, the checkpoint's own dataset is used.
+    """
+    from vemo.data.prepare import load_prepared, prepare
+    from vemo.training.checkpoint import SHIPPED
+
+    if perturb and levels and len(perturb) > 1:
+        raise ValueError("--levels applies to one --perturb kind at a time (their units differ)")
+    if data:
+        prepared = load_prepared(data)
+    else:
+        trained = load_checkpoint(checkpoint)["config"]["prepare"]
+        keep = ("workers", "cache_dir") + (("dataset", "root") if dataset_given else ())
+        for key, value in trained.items():
+            if key not in keep and hasattr(cfg.prepare, key):
+                setattr(cfg.prepare, key, value)
+        prepared = prepare(cfg.prepare, progress=progress, log=log)
+    default_out = Path("runs/evaluate") if str(checkpoint) in SHIPPED else Path(checkpoint).parent
+    out_dir = Path(out) if out else default_out
+    metrics = evaluate(checkpoint, prepared, out_dir, split=split, log=log)
+    log(f"metrics: {out_dir / 'metrics.json'}")
+    if perturb:
+        kinds = {k: (levels or DEFAULT_LEVELS[k]) for k in perturb}
+        robustness(checkpoint, prepared, out_dir, metrics["split"], kinds, log=log)
+        log(f"robustness: {out_dir / 'robustness.json'}")
+    return metrics

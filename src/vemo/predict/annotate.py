@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -18,7 +20,7 @@ class AnnotatedWriter:
     no half-written video under the requested name.
     """
 
-    def __init__(self, path: str | Path, labels: list[str], fps: int = 30):
+    def __init__(self, path: str | Path, labels: list[str], fps: float = 30.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix}")
@@ -28,7 +30,7 @@ class AnnotatedWriter:
     def _open(self, shape: tuple[int, int]) -> None:
         self.container = av.open(str(self.tmp), "w")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        self.stream = self.container.add_stream(codec, rate=self.fps)
+        self.stream = self.container.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1001))
         self.stream.height, self.stream.width = shape[0] // 2 * 2, shape[1] // 2 * 2
         self.stream.pix_fmt = "yuv420p"
 
@@ -47,6 +49,13 @@ class AnnotatedWriter:
             cv2.putText(rgb, text, (x, max(20, y - 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (60, 220, 60), 2, cv2.LINE_AA)
         for packet in self.stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
             self.container.mux(packet)
+
+    def abort(self) -> None:
+        """Drop the partial file (an error or Ctrl-C mid-video)."""
+        if self.container is not None:
+            with contextlib.suppress(Exception):  # the file is being thrown away
+                self.container.close()
+        self.tmp.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self.container is None:

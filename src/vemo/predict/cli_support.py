@@ -22,6 +22,16 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return paths
 
 
+def unique_names(videos: list[Path]) -> list[str]:
+    """Output names: the file stem, with `-2`, `-3`... when two inputs share one (happy/01.mp4, sad/01.mp4)."""
+    seen: dict[str, int] = {}
+    names = []
+    for v in videos:
+        seen[v.stem] = seen.get(v.stem, 0) + 1
+        names.append(v.stem if seen[v.stem] == 1 else f"{v.stem}-{seen[v.stem]}")
+    return names
+
+
 def run_predict(
     inputs: list[str],
     checkpoint: str,
@@ -46,12 +56,13 @@ def run_predict(
     if not videos:
         raise FileNotFoundError(f"no videos found in {' '.join(inputs) or '(no inputs given)'}")
     results, skipped = [], []
-    for video in videos:
+    names = unique_names(videos)
+    for video, name in zip(videos, names, strict=True):
         target = None
         if annotate:
-            target = Path(annotate) / f"{video.stem}.mp4" if len(videos) > 1 else Path(annotate)
+            target = Path(annotate) / f"{name}.mp4" if len(videos) > 1 else Path(annotate)
         try:
-            result = predict_video(video, predictor, out_dir, window_s, hop_s, all_faces, target, progress)
+            result = predict_video(video, predictor, out_dir, window_s, hop_s, all_faces, target, progress, name)
         except (ClipError, FileNotFoundError, OSError) as err:
             skipped.append((video, str(err)))
             log(f"skipped {video}: {err}")

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from vemo.data.loader import normalize
 from vemo.io import write_text
-from vemo.predict.stream import FaceWindows, Frame, video_frames
+from vemo.predict.stream import FaceWindows, Frame, video_fps, video_frames
 from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 NO_FACE = "no-face"
@@ -58,28 +58,32 @@ def predict_frames(
     """
     faces = FaceWindows(predictor.frames, predictor.size, predictor.margin, all_faces)
     step = window_s / predictor.frames
-    next_sample, next_emit = 0.0, window_s - step / 2
+    next_sample = next_emit = None  # clocks start at the first frame's time (streams may not start at 0)
     rows: list[dict] = []
     ema: dict[int, np.ndarray] = {}
     current: dict[int, dict] = {}
     for frame in frames:
+        if next_sample is None:
+            next_sample, next_emit = frame.time, frame.time + window_s - step / 2
         if frame.time + 1e-6 >= next_sample:
             faces.add(frame)
-            next_sample += step
+            next_sample = max(next_sample + step, frame.time + step / 2)  # low frame rates: no bursts
             if frame.time + 1e-6 >= next_emit and len(faces.times) == predictor.frames:
                 current = _emit(faces, predictor, ema, smooth, rows)
-                next_emit += hop_s
+                next_emit = max(next_emit + hop_s, frame.time + hop_s / 2)
         if on_frame is not None:
             on_frame(frame, current)
     if not rows and len(faces.times) >= 2:  # a video shorter than one window: classify what there is
-        _emit(faces, predictor, ema, smooth, rows)
+        _emit(faces, predictor, ema, smooth, rows, final=True)
     return rows
 
 
-def _emit(faces: FaceWindows, predictor: Predictor, ema: dict, smooth: float, rows: list[dict]) -> dict[int, dict]:
+def _emit(
+    faces: FaceWindows, predictor: Predictor, ema: dict, smooth: float, rows: list[dict], final: bool = False
+) -> dict[int, dict]:
     """Classify the current window of every face; append the rows; return them by face id."""
     current = {}
-    for w in faces.windows():
+    for w in faces.windows(final):
         current[w.track] = _row(w, predictor, ema, smooth)
         rows.append(current[w.track])
     return current
@@ -120,13 +124,15 @@ def predict_video(
     all_faces: bool = False,
     annotate: str | Path | None = None,
     progress: bool = True,
+    name: str | None = None,
 ) -> dict:
-    """Predict one video into out_dir/<name>.csv|.json|.png (and an annotated video if asked)."""
+    """Predict one video into out_dir/<name>.csv|.json|.png (and an annotated video if asked); `name`
+    defaults to the file's stem."""
     from vemo.predict.annotate import AnnotatedWriter
     from vemo.reporting.plots import plot_timeline
 
     source, out = Path(source), Path(out_dir)
-    writer = AnnotatedWriter(annotate, predictor.labels) if annotate else None
+    writer = AnnotatedWriter(annotate, predictor.labels, video_fps(source)) if annotate else None
     frames = video_frames(source, want_rgb=writer is not None)
     bar = tqdm(desc=source.name, unit="frame", disable=not progress, leave=False)
     decoded = 0
@@ -140,13 +146,18 @@ def predict_video(
 
     try:
         rows = predict_frames(frames, predictor, window_s, hop_s, all_faces, on_frame=on_frame)
+    except BaseException:
+        if writer is not None:
+            writer.abort()  # no half-written video under the requested name
+        raise
     finally:
         bar.close()
-        if writer is not None:
-            writer.close()
+    if writer is not None:
+        writer.close()
     meta = {"video": str(source), "window_s": window_s, "hop_s": hop_s, "frames_decoded": decoded}
-    write_rows(rows, predictor.labels, out / f"{source.stem}.csv", out / f"{source.stem}.json", meta)
-    plot_timeline(rows, predictor.labels, out / f"{source.stem}.png", title=source.name)
+    name = name or source.stem
+    write_rows(rows, predictor.labels, out / f"{name}.csv", out / f"{name}.json", meta)
+    plot_timeline(rows, predictor.labels, out / f"{name}.png", title=source.name)
     return {**meta, "rows": rows, "summary": summarize(rows)}
 
 

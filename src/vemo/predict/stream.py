@@ -18,7 +18,7 @@ import av
 import numpy as np
 
 from vemo.data.face import DETECT_WIDTH, crop_square, haar_cascade
-from vemo.data.video import check_file, luma
+from vemo.data.video import ClipError, check_file, luma
 
 
 @dataclass
@@ -30,14 +30,32 @@ class Frame:
 
 
 def video_frames(path: str | Path, want_rgb: bool = False) -> Iterator[Frame]:
-    """Decode a video file frame by frame (luma plane; RGB too if asked). Raises ClipError on bad files."""
+    """Decode a video file frame by frame (luma plane; RGB too if asked). Raises ClipError on bad files;
+    a file damaged part-way ends the stream at the damage (what decoded is kept)."""
     check_file(path)
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for i, frame in enumerate(container.decode(stream)):
-            t = float(frame.time) if frame.time is not None else i / float(stream.average_rate or 25)
-            yield Frame(i, t, luma(frame), frame.to_ndarray(format="rgb24") if want_rgb else None)
+    i = 0
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ClipError("no video stream in the file")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                t = float(frame.time) if frame.time is not None else i / float(stream.average_rate or 25)
+                yield Frame(i, t, luma(frame), frame.to_ndarray(format="rgb24") if want_rgb else None)
+                i += 1
+    except (av.error.FFmpegError, ValueError, OSError) as err:
+        if i == 0:
+            raise ClipError(f"corrupt or unreadable video ({type(err).__name__}: {err})") from err
+
+
+def video_fps(path: str | Path, default: float = 30.0) -> float:
+    try:
+        with av.open(str(path)) as container:
+            rate = container.streams.video[0].average_rate
+            return float(rate) if rate else default
+    except (av.error.FFmpegError, ValueError, OSError, IndexError):
+        return default
 
 
 def webcam_frames(device: int, want_rgb: bool = False, max_seconds: float = 0.0) -> Iterator[Frame]:
@@ -105,9 +123,9 @@ class Window:
 class FaceWindows:
     """Feed sampled frames; get windows of T crops per face track.
 
-    Missing detections reuse the track's last box (faces rarely vanish for one frame); a track unseen
-    for T sampled frames ends. A window whose face was found in fewer than half of its frames is
-    reported as "no face" instead of being classified.
+    A frame where a track's face is not detected repeats the track's previous crop (faces rarely vanish
+    for one frame); a track unseen for T sampled frames ends. A window whose face was found in fewer
+    than half of its frames is reported as "no face" instead of being classified.
     """
 
     def __init__(self, frames: int, size: int, margin: float, all_faces: bool, smooth: float = 0.5):
@@ -146,14 +164,16 @@ class FaceWindows:
                 tr.crops.append(None)
         self.tracks = [tr for tr in self.tracks if tr.missed < self.t]
 
-    def windows(self) -> list[Window]:
-        """The current window of every live track (call every hop)."""
+    def windows(self, final: bool = False) -> list[Window]:
+        """The current window of every live track (call every hop). A face must have been found in at
+        least half of the window's T frames (`final`: of the frames there are, for videos shorter than
+        one window)."""
         out = []
         start, end = self.times[0], self.times[-1]
         for tr in self.tracks:
             crops = list(tr.crops)
             found = sum(c is not None for c in crops)
-            if found * 2 < len(crops):
+            if found * 2 < (len(crops) if final else self.t):
                 out.append(Window(tr.id, start, end, None, found, tr.box.copy()))
                 continue
             # fill gaps with the nearest earlier crop (or the first found one)

@@ -110,7 +110,11 @@ def print_pdf(html_path: Path, pdf_path: Path) -> bool:
     if find_chromium() is None:
         return False
     tmp = pdf_path.with_name(f".{pdf_path.name}.tmp")
-    result = chromium_run(["--no-pdf-header-footer", f"--print-to-pdf={tmp}", html_path.resolve().as_uri()])
+    try:
+        result = chromium_run(["--no-pdf-header-footer", f"--print-to-pdf={tmp}", html_path.resolve().as_uri()])
+    except subprocess.TimeoutExpired:
+        tmp.unlink(missing_ok=True)
+        return False
     if result.returncode != 0 or not tmp.exists() or tmp.stat().st_size == 0:
         tmp.unlink(missing_ok=True)
         return False

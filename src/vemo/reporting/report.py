@@ -31,14 +31,22 @@ def _history(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def _design(cfg: dict) -> Block:
+def _design(cfg: dict, data: dict) -> Block:
     m, p = cfg.get("model", {}), cfg.get("prepare", {})
     name = m.get("name", "")
-    items = [
-        f"Frames: {p.get('frames')} per clip, sampled uniformly (an expression's onset, apex and offset all "
-        f"appear), face found by OpenCV's Haar cascade on a few frames and interpolated, "
-        f"{p.get('size')}x{p.get('size')} grayscale: colour carries little about expression and costs 3x.",
-    ]
+    size = f"{p.get('size')}x{p.get('size')} grayscale: colour carries little about expression and costs 3x"
+    if data.get("kind") == "stills":
+        first = (
+            f"Frames: each face image becomes {p.get('frames')} frames of simulated head and camera motion "
+            f"(a smooth path of small shifts, rotations, zoom and brightness; fresh in training, fixed per "
+            f"image in evaluation), {size}."
+        )
+    else:
+        first = (
+            f"Frames: {p.get('frames')} per clip, sampled uniformly (an expression's onset, apex and offset all "
+            f"appear), face found by OpenCV's Haar cascade on a few frames and interpolated, {size}."
+        )
+    items = [first]
     if name == "c3d":
         items.append(
             "3D CNN: convolves space and time together, so motion is seen directly; no per-frame "
@@ -58,7 +66,10 @@ def _design(cfg: dict) -> Block:
             f"LSTM (hidden {m.get('hidden')}) over the frame codes: expressions unfold in time"
             + ("; soft attention weights the frames that matter most." if "attn" in name else ".")
         )
-    items.append("Actor-independent split: no person is in two splits, so the score is for unseen people.")
+    if data.get("dataset") == "crema-d":
+        items.append("Actor-independent split: no person is in two splits, so the score is for unseen people.")
+    elif data.get("kind") != "stills":
+        items.append("Group-independent split: clips of one actor (when the names tell) stay in one split.")
     return Block("ul", items)
 
 
@@ -71,9 +82,13 @@ def _data(data: dict, cfg: dict) -> list[Block]:
     )
     p = cfg.get("prepare", {})
     protocol = f"k-fold, fold {p.get('fold')} of {p.get('folds')}" if p.get("folds") else f"seed {data.get('seed')}"
+    faces = (
+        "face images used as they are"
+        if data.get("kind") == "stills"
+        else f"face detected in {data.get('face_detected')} of {data.get('n')} clips (others: centre crop)"
+    )
     items = [
-        f"`{data.get('dataset')}` from `{data.get('root')}`: {data.get('summary', '')}; face detected in "
-        f"{data.get('face_detected')} of {data.get('n')} clips (others: centre crop).",
+        f"`{data.get('dataset')}` from `{data.get('root')}`: {data.get('summary', '')}; {faces}.",
         f"Split ({protocol}): {splits}.",
     ]
     return [Block("h2", "Data and split"), Block("ul", items)]
@@ -278,7 +293,7 @@ def build(run: Path, compare_dir: str | Path | None = None) -> tuple[str, list[B
         + (" on synthetic data" if data.get("synthetic") else "")
     )
     summary = f"Run folder `{run}`. Every number below is read from the files in it."
-    blocks = [Block("h1", title), Block("p", summary), Block("h2", "Design"), _design(cfg)]
+    blocks = [Block("h1", title), Block("p", summary), Block("h2", "Design"), _design(cfg, data)]
     blocks += _data(data, cfg)
     blocks += _training(run, cfg, _history(run / "history.csv"), _read_json(run / "train.json"))
     blocks += _results(metrics)

@@ -38,20 +38,37 @@ class Dist:
         return self.world > 1
 
 
-def setup() -> Dist:
-    """Join the process group described by the environment (torchrun / `launch`), or run alone."""
+def _uses_cuda(choice: str) -> bool:
+    return choice == "cuda" or (choice == "auto" and torch.cuda.is_available())
+
+
+def setup(device: str = "auto") -> Dist:
+    """Join the process group described by the environment (torchrun / `launch`), or run alone.
+
+    Resuming a multi-machine run needs OUT/ on a shared filesystem: every process reads last.pt.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if _uses_cuda(device):
+        torch.cuda.set_device(local)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if _uses_cuda(device) else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), local)
+
+
+def agree(flag: bool, d: Dist) -> bool:
+    """Rank 0's value of `flag`, on every process (for decisions such as stopping early)."""
+    if not d.active:
+        return flag
+    t = torch.tensor([int(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.broadcast(t, 0)
+    return bool(t.item())
 
 
 def device_for(d: Dist, choice: str = "auto") -> torch.device:
-    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device(f"cuda:{d.local_rank}")
+    return torch.device(f"cuda:{d.local_rank}") if _uses_cuda(choice) else torch.device("cpu")
 
 
 def average_gradients(params, d: Dist) -> None:

@@ -39,7 +39,7 @@ from vemo.io import write_json, write_text
 from vemo.models.registry import build_model, count_parameters
 from vemo.provenance import environment
 from vemo.training.checkpoint import atomic_save
-from vemo.training.distributed import Dist, average_gradients, device_for, setup, sync_buffers
+from vemo.training.distributed import Dist, agree, average_gradients, device_for, setup, sync_buffers
 
 ALONE = Dist()
 CPU = torch.device("cpu")
@@ -338,7 +338,7 @@ def train(
     for key, value in prepared.manifest["settings"].items():
         if key not in ("workers", "cache_dir") and hasattr(cfg.prepare, key):
             setattr(cfg.prepare, key, value)
-    d = setup()
+    d = setup(cfg.train.device)
     device = device_for(d, cfg.train.device)
     if not d.main:
         log, progress = (lambda *_: None), False  # one voice: rank 0 logs and writes
@@ -404,7 +404,7 @@ def train(
         opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         sched = None
         if cfg.train.pretrain_schedule == "onecycle":
-            steps = cfg.train.pretrain_epochs * math.ceil(len(x_tr) / cfg.train.pretrain_batch_size)
+            steps = cfg.train.pretrain_epochs * math.ceil(len(x_tr) // d.world / cfg.train.pretrain_batch_size)
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.train.lr, total_steps=steps, pct_start=0.1)
         first = 1
         if done[0] == "pretrain":
@@ -429,7 +429,7 @@ def train(
 
     if cfg.train.freeze_encoder and can_pretrain:
         model.encoder.requires_grad_(False)
-    steps = math.ceil(len(x_tr) / cfg.train.batch_size)
+    steps = math.ceil(len(x_tr) // d.world / cfg.train.batch_size)  # per process
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
     )
@@ -468,11 +468,11 @@ def train(
             f"val loss {val_loss:.3f} acc {val_acc:.3f}{' *' if improved else ''} ({row['seconds']:.0f}s)"
         )
         save_last("joint", epoch, opt, sched, None, val_acc)
-        if stale >= cfg.train.patience:
-            log(f"early stopping: no validation improvement for {stale} epochs")
-            break
-        if cfg.train.max_minutes and time.time() - joint_start > 60 * cfg.train.max_minutes:
-            log(f"stopping: time budget of {cfg.train.max_minutes} min reached")
+        out_of_time = bool(cfg.train.max_minutes) and time.time() - joint_start > 60 * cfg.train.max_minutes
+        # rank 0 decides: clocks (and, across machines, floats) differ, and a process that stops alone
+        # would leave the others waiting in all-reduce
+        if agree(stale >= cfg.train.patience or out_of_time, d):
+            log("early stopping: no validation improvement" if stale >= cfg.train.patience else "time budget reached")
             break
     if d.main:
         from vemo.reporting.plots import plot_curves

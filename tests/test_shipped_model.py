@@ -1,0 +1,60 @@
+"""The model shipped inside vemo: loads by name, and the evaluate contract holds on real data."""
+
+import json
+import os
+import time
+
+import pytest
+
+from conftest import SHARED
+from vemo.cli import main
+from vemo.training.checkpoint import SHIPPED, WEIGHTS, load_checkpoint, model_from_checkpoint
+
+FER_TEST = SHARED / "fer2013" / "test"
+CONTRACT_KEYS = {"accuracy", "macro_f1", "n", "per_class", "confusion_matrix", "labels"}
+
+
+def test_default_checkpoint_is_packaged_and_loads():
+    path = WEIGHTS / SHIPPED["default"]
+    assert path.exists() and path.stat().st_size < 20 * 2**20
+    assert (WEIGHTS / "MODEL_CARD.md").exists()
+    ckpt = load_checkpoint("default")
+    assert ckpt["labels"] == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    model = model_from_checkpoint(ckpt)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.skipif(not FER_TEST.is_dir(), reason=f"FER2013 test folder not available at {FER_TEST}")
+def test_evaluate_contract_on_a_folder_of_stills(tmp_path):
+    # a folder of <class>/*.jpg: here a small slice of the real test folder, 20 images per class
+    root = tmp_path / "stills"
+    for cls in sorted(p.name for p in FER_TEST.iterdir()):
+        (root / cls).mkdir(parents=True)
+        for img in sorted((FER_TEST / cls).iterdir())[:20]:
+            os.symlink(img, root / cls / img.name)
+    out = tmp_path / "out"
+    start = time.time()
+    args = ["evaluate", "--checkpoint", "default", "--dataset", "fer2013", "--root", str(root), "--out", str(out)]
+    assert main([*args, "--quiet", "--set", f"prepare.cache_dir={tmp_path / 'cache'}"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= CONTRACT_KEYS and metrics["n"] == 140 and metrics["split"] == "all"
+    assert 0 <= metrics["accuracy"] <= 1 and len(metrics["confusion_matrix"]) == 7
+    assert sum(map(sum, metrics["confusion_matrix"])) == 140
+    assert time.time() - start < 120
+
+
+def test_evaluate_contract_on_a_folder_of_clips_maps_labels(crema_sample, tmp_path):
+    # the six real CREMA-D clips sorted into <label>/ folders; FER's 7 classes meet CREMA-D's 6
+    root = tmp_path / "clips"
+    names = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
+    for clip in sorted((crema_sample / "VideoFlash").iterdir()):
+        folder = root / names[clip.stem.split("_")[2]]
+        folder.mkdir(parents=True)
+        os.symlink(clip, folder / clip.name)
+    out = tmp_path / "out"
+    args = ["evaluate", "--checkpoint", "default", "--dataset", "folder", "--root", str(root), "--out", str(out)]
+    assert main([*args, "--quiet", "--set", f"prepare.cache_dir={tmp_path / 'cache'}"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= CONTRACT_KEYS and metrics["n"] == 6
+    assert metrics["labels"] == ["angry", "disgust", "fear", "happy", "neutral", "sad"]
+    assert metrics["label_mapping"]["model_only"] == ["surprise"]
