@@ -67,6 +67,7 @@ def test_run_predict_writes_outputs_and_skips_bad_files(checkpoint, long_video, 
     bad.parent.mkdir()
     bad.write_text("version https://git-lfs.github.com/spec/v1\nsize 3\n")
     (tmp_path / "clips" / "long.mp4").write_bytes(long_video.read_bytes())
+    (tmp_path / "clips" / "junk.mp4").write_bytes(b"\x00\x01junk" * 300)
     logs = []
     results = run_predict(
         [str(tmp_path / "clips")],
@@ -77,6 +78,7 @@ def test_run_predict_writes_outputs_and_skips_bad_files(checkpoint, long_video, 
         log=logs.append,
     )
     assert len(results) == 1 and any("skipped" in line and "git lfs pull" in line for line in logs)
+    assert any("skipped" in line and "junk.mp4" in line and "corrupt" in line for line in logs)
     data = json.loads((tmp_path / "out" / "long.json").read_text())
     assert data["windows"] and data["frames_decoded"] == 12 * 30 + 60
     header = (tmp_path / "out" / "long.csv").read_text().splitlines()[0].split(",")
@@ -84,3 +86,11 @@ def test_run_predict_writes_outputs_and_skips_bad_files(checkpoint, long_video, 
     assert (tmp_path / "out" / "long.png").stat().st_size > 1000
     frames = list(video_frames(tmp_path / "ann" / "long.mp4"))
     assert len(frames) == 12 * 30 + 60
+
+
+def test_output_names_stay_unique():
+    from pathlib import Path
+
+    from vemo.predict.cli_support import unique_names
+
+    assert unique_names([Path("happy/01.mp4"), Path("sad/01.mp4"), Path("x/02.mp4")]) == ["01", "01-2", "02"]
