@@ -100,6 +100,16 @@ def cmd_predict(args) -> None:
     )
 
 
+def cmd_ship(args) -> None:
+    from vemo.training.checkpoint import ship_checkpoint
+
+    ckpt = ship_checkpoint(args.checkpoint, args.out, args.data, args.match_sharpness)
+    print(
+        f"wrote {args.out} (epoch {ckpt.get('epoch')}, val accuracy {ckpt.get('val_acc', 0):.3f}, "
+        f"stats {ckpt['stats']})"
+    )
+
+
 def cmd_export(args) -> None:
     from vemo.export import export_onnx
 
@@ -213,6 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", metavar="OUT.mp4", help="write a video with boxes and labels (a folder if several)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("ship", help="package a checkpoint for distribution (weights, config, labels, stats)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--data", help="the prepared cache it was trained on (for --match-sharpness)")
+    p.add_argument(
+        "--match-sharpness", action="store_true", help="record the training sharpness: sharper inputs get blurred to it"
+    )
+    p.set_defaults(func=cmd_ship)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX (probabilities from normalised clips)")
     p.add_argument("--checkpoint", default="default", help="a .pt from vemo train, or 'default'")

@@ -99,6 +99,7 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads, 0: one per core
     device: str = "auto"  # "auto" (a GPU when there is one), "cpu" or "cuda"
     channels_last: bool = True
+    match_sharpness: bool = False  # record the training sharpness; sharper inputs are blurred to it later
 
 
 @dataclass

@@ -37,6 +37,16 @@ def expand_batch(xb: torch.Tensor, t: int, generator: torch.Generator) -> torch.
     return to_sequences(xb, t, generator) if xb.shape[1] == 1 and t > 1 else xb
 
 
+def model_inputs(x: torch.Tensor, stats: dict[str, float]) -> torch.Tensor:
+    """uint8 clips -> what the model takes: sharpness matched to the training data when the checkpoint
+    records it (`vemo.data.sharpness`), then normalised. Used wherever a trained model is applied."""
+    if stats.get("sharpness"):
+        from vemo.data.sharpness import match_sharpness
+
+        x = match_sharpness(x, stats["sharpness"])
+    return normalize(x, stats)
+
+
 def normalize(x: torch.Tensor, stats: dict[str, float]) -> torch.Tensor:
     """uint8 (..., S, S) -> float32 standardised with the training split's statistics."""
     return (x.float() / 255.0 - stats["mean"]) / stats["std"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vemo.data.loader import normalize
+from vemo.data.loader import model_inputs
 
 
 @torch.no_grad()
@@ -16,7 +16,7 @@ def predict(
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(x), batch_size):
-        out = model(normalize(x[start : start + batch_size], stats))
+        out = model(model_inputs(x[start : start + batch_size], stats))
         parts.setdefault("probs", []).append(torch.softmax(out["logits"], dim=1))
         for key in ("embedding", "attention"):
             if key in out:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vemo.data.loader import normalize
+from vemo.data.loader import model_inputs
 from vemo.io import write_text
 from vemo.predict.stream import FaceWindows, Frame, video_fps, video_frames
 from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint
@@ -38,7 +38,7 @@ class Predictor:
     @torch.no_grad()
     def probabilities(self, clips: np.ndarray) -> np.ndarray:
         """(B, T, S, S) uint8 crops -> (B, C) class probabilities."""
-        x = normalize(torch.from_numpy(clips), self.stats)
+        x = model_inputs(torch.from_numpy(clips), self.stats)
         return torch.softmax(self.model(x)["logits"], dim=1).numpy()
 
 

@@ -71,3 +71,23 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
             f"checkpoint weights do not fit the {cfg.model.name!r} architecture it names: {str(err)[:300]}"
         ) from err
     return model.eval()
+
+
+def ship_checkpoint(src: str | Path, out: str | Path, data: str | Path | None = None, match_sharpness: bool = False):
+    """A checkpoint for distribution: weights, config, labels and statistics only (no optimiser or RNG
+    state); with `match_sharpness`, the median sharpness of the training split of `data` (the prepared
+    cache it was trained on) is recorded, so inference blurs sharper inputs to it (vemo.data.sharpness)."""
+    ckpt = load_checkpoint(src)
+    ckpt.pop("resume", None)
+    if match_sharpness:
+        if data is None:
+            raise CheckpointError("--match-sharpness needs --data: the prepared cache the model was trained on")
+        from vemo.data.loader import load_split
+        from vemo.data.prepare import load_prepared
+        from vemo.data.sharpness import sharpness_of
+
+        x, _ = load_split(load_prepared(data), "train", expand=False)
+        ckpt["stats"] = {**ckpt["stats"], "sharpness": sharpness_of(x)}
+    ckpt["shipped_from"] = str(src)
+    atomic_save(ckpt, out)
+    return ckpt

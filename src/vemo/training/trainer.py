@@ -33,7 +33,7 @@ from tqdm import tqdm
 from vemo import __version__
 from vemo.config import Config
 from vemo.data.augment import augment_clips
-from vemo.data.loader import expand_batch, iterate, load_split, normalize
+from vemo.data.loader import expand_batch, iterate, load_split, model_inputs, normalize
 from vemo.data.prepare import Prepared
 from vemo.io import write_json, write_text
 from vemo.models.registry import build_model, count_parameters
@@ -246,7 +246,7 @@ def validate(model, x, y, stats, cfg: Config, device=CPU) -> tuple[float, float]
     model.eval()
     total, correct = 0.0, 0
     for xb, yb in iterate(x, y, max(cfg.train.batch_size, 32), shuffle=False):
-        logits = model(normalize(xb, stats).to(device))["logits"].cpu()
+        logits = model(model_inputs(xb, stats).to(device))["logits"].cpu()
         total += F.cross_entropy(logits, yb, reduction="sum").item()
         correct += (logits.argmax(1) == yb).sum().item()
     return total / max(len(x), 1), correct / max(len(x), 1)
@@ -261,12 +261,12 @@ def _write_history(rows: list[dict], out: Path) -> None:
     write_text(out / "history.csv", buf.getvalue())
 
 
-def _checkpoint(model, cfg: Config, prepared: Prepared, epoch: int, val_acc: float) -> dict:
+def _checkpoint(model, cfg: Config, prepared: Prepared, stats: dict, epoch: int, val_acc: float) -> dict:
     return {
         "model": model.state_dict(),
         "config": cfg.to_dict(),
         "labels": prepared.labels,
-        "stats": prepared.manifest["stats"],
+        "stats": stats,
         "kind": prepared.kind,
         "epoch": epoch,
         "val_acc": val_acc,
@@ -348,12 +348,19 @@ def train(
     if d.main:
         cfg.save(out / "config.yaml")
         write_json(out / "environment.json", environment(prepared.path / "manifest.json"))
-    stats = prepared.manifest["stats"]
+    stats = dict(prepared.manifest["stats"])
     frames = prepared.manifest["settings"]["frames"]
     x_tr, y_tr = load_split(prepared, "train", expand=False)  # stills get fresh sequences per batch
     x_va, y_va = load_split(prepared, "val")
     if len(x_tr) == 0 or len(x_va) == 0:
         raise ValueError(f"train and val splits must be non-empty (train {len(x_tr)}, val {len(x_va)})")
+    if cfg.train.match_sharpness:  # validation and every later use blur sharper inputs to this level
+        from vemo.data.sharpness import sharpness_of
+
+        stats["sharpness"] = sharpness_of(x_tr)
+        log(
+            f"training sharpness (median Laplacian variance) {stats['sharpness']:.1f}: sharper inputs are blurred to it"
+        )
     model = build_model(cfg.model, len(prepared.labels), prepared.manifest["settings"]["size"])
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -389,7 +396,7 @@ def train(
     def save_last(stage, epoch, opt, sched, probe, val_acc):
         if not d.main:
             return
-        ckpt = _checkpoint(model, cfg, prepared, epoch, val_acc)
+        ckpt = _checkpoint(model, cfg, prepared, stats, epoch, val_acc)
         ckpt["resume"] = _resume_state(
             stage, epoch, opt, sched, probe, gen, best, best_epoch, stale, history, time.time() - started
         )
@@ -460,7 +467,7 @@ def train(
         if improved:
             best, best_epoch, stale = (val_acc, val_loss), epoch, 0
             if d.main:
-                atomic_save(_checkpoint(model, cfg, prepared, epoch, val_acc), out / "best.pt")
+                atomic_save(_checkpoint(model, cfg, prepared, stats, epoch, val_acc), out / "best.pt")
         else:
             stale += 1
         log(
