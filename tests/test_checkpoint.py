@@ -50,3 +50,15 @@ def test_not_a_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "x.pt")
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_label_sets_are_matched_by_name_or_refused_clearly():
+    from vemo.evaluation.evaluate import label_mapping
+
+    fer = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    crema = ["angry", "disgust", "fear", "happy", "neutral", "sad"]
+    m = label_mapping(fer, crema)
+    assert m == {"evaluated": crema, "data_only": [], "model_only": ["surprise"]}
+    assert label_mapping(crema, ["happy", "bored"])["data_only"] == ["bored"]
+    with pytest.raises(CheckpointError, match="no class in common"):
+        label_mapping(crema, ["bored", "calm"])
