@@ -22,3 +22,24 @@ def test_nonsense_training_settings_are_refused(key, value):
     setattr(cfg.train, key, value)
     with pytest.raises(ValueError, match=key.split("_")[0]):
         _check_train_config(cfg)
+
+
+def test_every_variant_trains_through_the_trainer(tiny_synth, tmp_path):
+    """One pretraining and one joint epoch per variant, channels-last on (c3d needs its 3D layout)."""
+    from pathlib import Path
+
+    from vemo.config import PrepareConfig, load_config
+    from vemo.data.prepare import prepare
+    from vemo.models.registry import MODELS
+    from vemo.training.trainer import train
+
+    repo = Path(__file__).resolve().parents[1]
+    pcfg = PrepareConfig(root=str(tiny_synth), cache_dir=str(tmp_path / "cache"), frames=10, workers=1)
+    pcfg.val_fraction = pcfg.test_fraction = 0.25
+    prepared = prepare(pcfg, progress=False, log=lambda *_: None)
+    for name in sorted(MODELS):
+        cfg = load_config(
+            repo / "configs/tiny.yaml", [f"model.name={name}", "train.epochs=1", "train.channels_last=true"]
+        )
+        result = train(cfg, prepared, tmp_path / name, progress=False, log=lambda *_: None)
+        assert result.best_checkpoint.exists() and result.epochs_run == 1

@@ -362,8 +362,9 @@ def train(
             f"training sharpness (median Laplacian variance) {stats['sharpness']:.1f}: sharper inputs are blurred to it"
         )
     model = build_model(cfg.model, len(prepared.labels), prepared.manifest["settings"]["size"])
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    if cfg.train.channels_last:  # 3D convolutions (c3d) have their own channels-last layout
+        is_3d = any(isinstance(m, nn.Conv3d) for m in model.modules())
+        model = model.to(memory_format=torch.channels_last_3d if is_3d else torch.channels_last)
     n_params = count_parameters(model)
     where = f"; {d.world} processes" if d.active else ""
     log(f"model {cfg.model.name} ({n_params / 1e6:.2f}M parameters); train {len(x_tr)} clips, val {len(x_va)}{where}")
