@@ -113,6 +113,20 @@ def _training(run: Path, cfg: dict, history: list[dict], train: dict) -> list[Bl
     return blocks
 
 
+def _train_summary(run: Path, history: list[dict]) -> dict:
+    """What train.json holds, rebuilt from history.csv and run.json (runs made by `vemo compare`)."""
+    joint = [r for r in history if r["stage"] == "joint" and r.get("val_acc")]
+    if not joint:
+        return {}
+    best = max(joint, key=lambda r: (float(r["val_acc"]), -float(r["val_loss"])))
+    return {
+        "parameters": _read_json(run / "run.json").get("parameters", 0),
+        "best_val_acc": float(best["val_acc"]),
+        "best_epoch": int(best["epoch"]),
+        "seconds": sum(float(r["seconds"]) for r in history),
+    }
+
+
 def _results(metrics: dict) -> list[Block]:
     if not metrics:
         return [Block("h2", "Results"), Block("p", "No `metrics.json` in this run: run `vemo evaluate` first.")]
@@ -295,7 +309,8 @@ def build(run: Path, compare_dir: str | Path | None = None) -> tuple[str, list[B
     summary = f"Run folder `{run}`. Every number below is read from the files in it."
     blocks = [Block("h1", title), Block("p", summary), Block("h2", "Design"), _design(cfg, data)]
     blocks += _data(data, cfg)
-    blocks += _training(run, cfg, _history(run / "history.csv"), _read_json(run / "train.json"))
+    history = _history(run / "history.csv")
+    blocks += _training(run, cfg, history, _read_json(run / "train.json") or _train_summary(run, history))
     blocks += _results(metrics)
     compare, cdir = find_compare(run, compare_dir)
     blocks += _comparison(compare, cdir, run)
