@@ -79,3 +79,20 @@ def test_report_renders_in_headless_chromium(compared, tmp_path):
     assert image is not None and image.shape == (1400, 1000) and image.std() > 20  # text and figures, not blank
     pdf = (run / "report.pdf").read_bytes()
     assert pdf.startswith(b"%PDF") and 1 <= len(re.findall(rb"/Type\s*/Page[^s]", pdf)) <= 2
+
+
+def test_evaluate_perturb_uses_the_given_levels(compared, tmp_path):
+    out, _ = compared
+    run = out / "cnn_ae_lstm-seed0"
+    args = [
+        "evaluate",
+        "--checkpoint",
+        str(run / "best.pt"),
+        "--data",
+        str(json.loads((run / "metrics.json").read_text())["data"]),
+    ]
+    args += ["--split", "test", "--out", str(tmp_path), "--perturb", "noise", "--levels", "0,0.15", "--quiet"]
+    assert main(args) == 0
+    rows = json.loads((tmp_path / "robustness.json").read_text())["rows"]
+    assert [(r["kind"], r["level"]) for r in rows] == [("noise", 0.0), ("noise", 0.15)]
+    assert rows[0]["accuracy"] == json.loads((tmp_path / "metrics.json").read_text())["accuracy"]

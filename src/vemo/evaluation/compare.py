@@ -24,6 +24,7 @@ from vemo.data.loader import load_split
 from vemo.data.prepare import Prepared
 from vemo.evaluation.evaluate import evaluate, robustness
 from vemo.evaluation.inference import predict
+from vemo.evaluation.robustness import DEFAULT_LEVELS
 from vemo.io import write_json, write_text
 from vemo.reporting.plots import plot_compare, plot_robustness
 from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint
@@ -31,7 +32,7 @@ from vemo.training.trainer import train
 
 DEFAULT_VARIANTS = ["cnn_lstm", "cnn_ae_lstm", "c3d"]  # + cnn_ae_lstm_attn on request: 20-minute budget
 PAIR = ("cnn_ae_lstm", "cnn_lstm")
-ROBUSTNESS_LEVELS = {"noise": [0.0, 0.1, 0.2, 0.3], "blur": [0.0, 0.03, 0.06], "occlusion": [0.0, 0.2, 0.4]}
+ROBUSTNESS_LEVELS = DEFAULT_LEVELS  # every kind at the levels `vemo evaluate --perturb` uses
 
 
 def inference_speed(checkpoint: Path, prepared: Prepared, repeats: int = 3) -> float:

@@ -178,15 +178,15 @@ def robustness(
     prepared: Prepared,
     out_dir: str | Path,
     split: str | None = "test",
-    kinds: list[str] | None = None,
-    levels: list[float] | None = None,
+    kinds: dict[str, list[float]] | None = None,
     log=print,
 ) -> list[dict]:
-    """Accuracy and macro-F1 per perturbation level; writes robustness.json and robustness.png."""
+    """Accuracy and macro-F1 per perturbation and level ({kind: levels}; default: every kind at its
+    default levels); writes robustness.json and robustness.png."""
     ckpt, model, split, x, y, items = _load(checkpoint, prepared, split, log)
     rows = []
-    for kind in kinds or list(DEFAULT_LEVELS):
-        for level in levels or DEFAULT_LEVELS[kind]:
+    for kind, levels in (kinds or DEFAULT_LEVELS).items():
+        for level in levels:
             p = _predictions(ckpt, model, prepared, x, y, items, (kind, level))
             m = classification_metrics(p["truth"], p["probs"].argmax(1), p["labels"])
             rows.append({"kind": kind, "level": level, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
