@@ -7,6 +7,7 @@ decoding itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -62,28 +63,36 @@ def luma(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
-def decode_gray(path: str | Path, min_frames: int = 2) -> list[np.ndarray]:
-    """All frames of a video as grayscale uint8 arrays. Raises ClipError for unusable files.
+def iter_video(path: str | Path) -> Iterator[tuple[av.VideoFrame, float]]:
+    """(frame, time in seconds) for every frame of a video's first video stream, decoded lazily.
 
-    A video with fewer than `min_frames` frames is refused: one still repeated T times would be
-    passed off as a clip.
+    Raises ClipError when the file is not a usable video. A file damaged part-way (a truncated
+    download) ends at the damage: what decoded before it is kept.
     """
     check_file(path)
-    frames: list[np.ndarray] = []
+    n = 0
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise ClipError("no video stream in the file")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            rate = float(stream.average_rate or 25)
             for frame in container.decode(stream):
-                frames.append(luma(frame))
-    except ClipError:
-        raise
+                yield frame, float(frame.time) if frame.time is not None else n / rate
+                n += 1
     except (av.error.FFmpegError, ValueError, OSError) as err:
-        if not frames:
+        if n == 0:
             raise ClipError(f"corrupt or unreadable video ({type(err).__name__}: {err})") from err
-        # A truncated file often decodes up to the damage; keep what decoded if it is enough.
+
+
+def decode_gray(path: str | Path, min_frames: int = 2) -> list[np.ndarray]:
+    """All frames of a video as grayscale uint8 arrays. Raises ClipError for unusable files.
+
+    A video with fewer than `min_frames` frames is refused: one still repeated T times would be
+    passed off as a clip.
+    """
+    frames = [luma(frame) for frame, _ in iter_video(path)]
     if not frames:
         raise ClipError("no frames could be decoded (zero-frame or corrupt video)")
     if len(frames) < min_frames:

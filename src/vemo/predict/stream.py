@@ -18,7 +18,7 @@ import av
 import numpy as np
 
 from vemo.data.face import DETECT_WIDTH, crop_square, haar_cascade
-from vemo.data.video import ClipError, check_file, luma
+from vemo.data.video import iter_video, luma
 
 
 @dataclass
@@ -32,21 +32,8 @@ class Frame:
 def video_frames(path: str | Path, want_rgb: bool = False) -> Iterator[Frame]:
     """Decode a video file frame by frame (luma plane; RGB too if asked). Raises ClipError on bad files;
     a file damaged part-way ends the stream at the damage (what decoded is kept)."""
-    check_file(path)
-    i = 0
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ClipError("no video stream in the file")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                t = float(frame.time) if frame.time is not None else i / float(stream.average_rate or 25)
-                yield Frame(i, t, luma(frame), frame.to_ndarray(format="rgb24") if want_rgb else None)
-                i += 1
-    except (av.error.FFmpegError, ValueError, OSError) as err:
-        if i == 0:
-            raise ClipError(f"corrupt or unreadable video ({type(err).__name__}: {err})") from err
+    for i, (frame, t) in enumerate(iter_video(path)):
+        yield Frame(i, t, luma(frame), frame.to_ndarray(format="rgb24") if want_rgb else None)
 
 
 def video_fps(path: str | Path, default: float = 30.0) -> float:

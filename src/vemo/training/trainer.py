@@ -120,6 +120,19 @@ def _recon_loss(model: nn.Module, codes: torch.Tensor, clean: torch.Tensor, pick
     return F.mse_loss(model.reconstruct(codes).squeeze(1), _frames(clean, pick))
 
 
+def _row(stage: str, epoch: int, loss: float, acc: float, recon, lr: float, start: float) -> dict:
+    """One history.csv row (validation columns are added by the caller for joint epochs)."""
+    return {
+        "stage": stage,
+        "epoch": epoch,
+        "train_loss": loss,
+        "train_acc": acc,
+        "recon_loss": recon,
+        "lr": lr,
+        "seconds": time.time() - start,
+    }
+
+
 def pretrain_epoch(
     model, probe, opt, sched, x, y, stats, cfg: Config, gen, epoch: int, progress: bool, d: Dist = ALONE, device=CPU
 ) -> dict:
@@ -170,15 +183,9 @@ def pretrain_epoch(
         correct += (logits.argmax(1) == labels).sum().item()
         n += len(pick)
         bar.set_postfix(ce=f"{ce_sum / n:.3f}", acc=f"{correct / n:.3f}")
-    return {
-        "stage": "pretrain",
-        "epoch": epoch,
-        "train_loss": ce_sum / n,
-        "train_acc": correct / n,
-        "recon_loss": rec_sum / n if use_ae else "",
-        "lr": opt.param_groups[0]["lr"],
-        "seconds": time.time() - start,
-    }
+    return _row(
+        "pretrain", epoch, ce_sum / n, correct / n, rec_sum / n if use_ae else "", opt.param_groups[0]["lr"], start
+    )
 
 
 def joint_epoch(
@@ -230,15 +237,7 @@ def joint_epoch(
         correct += (out_["logits"].argmax(1) == yb).sum().item()
         n += len(yb)
         bar.set_postfix(loss=f"{total / n:.3f}", acc=f"{correct / n:.3f}")
-    return {
-        "stage": "joint",
-        "epoch": epoch,
-        "train_loss": total / n,
-        "train_acc": correct / n,
-        "recon_loss": rec_total / n if use_ae else "",
-        "lr": sched.get_last_lr()[0],
-        "seconds": time.time() - t0,
-    }
+    return _row("joint", epoch, total / n, correct / n, rec_total / n if use_ae else "", sched.get_last_lr()[0], t0)
 
 
 @torch.no_grad()
