@@ -31,17 +31,22 @@ def haar_cascade() -> cv2.CascadeClassifier:
     return cascade
 
 
-def detect_largest(gray: np.ndarray) -> np.ndarray | None:
-    """Largest frontal face as (x, y, w, h) in full-resolution pixels, or None."""
+def detect_all(gray: np.ndarray, min_fraction: int = 6) -> list[np.ndarray]:
+    """All frontal faces at least 1/`min_fraction` of the shorter side, as (x, y, w, h) boxes in
+    full-resolution pixels, largest first. Detection runs on a copy downscaled to DETECT_WIDTH."""
     h, w = gray.shape
     scale = min(1.0, DETECT_WIDTH / w)
     small = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     side = min(small.shape)
-    found = haar_cascade().detectMultiScale(small, 1.1, 4, minSize=(max(16, side // 5),) * 2)
-    if len(found) == 0:
-        return None
-    x, y, bw, bh = max(found, key=lambda b: b[2] * b[3])
-    return np.array([x, y, bw, bh], dtype=np.float64) / scale
+    found = haar_cascade().detectMultiScale(small, 1.1, 4, minSize=(max(16, side // min_fraction),) * 2)
+    boxes = [np.array(b, dtype=np.float64) / scale for b in found]
+    return sorted(boxes, key=lambda b: -b[2] * b[3])
+
+
+def detect_largest(gray: np.ndarray) -> np.ndarray | None:
+    """Largest frontal face (at least a fifth of the shorter side) in full-resolution pixels, or None."""
+    boxes = detect_all(gray, min_fraction=5)
+    return boxes[0] if boxes else None
 
 
 def center_box(shape: tuple[int, int], fraction: float = 0.8) -> np.ndarray:

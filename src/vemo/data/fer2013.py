@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from vemo.data.records import FER_LABELS, Record, Skipped, canonical_label
-from vemo.data.video import ClipError
+from vemo.data.video import ClipError, check_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 FER_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # the CSV's 0..6
@@ -131,11 +131,7 @@ def load_still(source: str) -> np.ndarray:
             raise ClipError(f"CSV row {n}: pixel values outside 0-255", "bad-row")
         side = int(round(len(values) ** 0.5))
         return values.reshape(side, side).astype(np.uint8)
-    path = Path(source)
-    if not path.exists():
-        raise ClipError("file does not exist", "missing")
-    if path.stat().st_size == 0:
-        raise ClipError("empty file (0 bytes)", "empty")
+    check_file(source)  # missing, empty, Git LFS pointer: the same reasons as for videos
     image = cv2.imread(source, cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise ClipError("unreadable image (not a valid JPEG/PNG)", "unreadable")

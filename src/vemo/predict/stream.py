@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vemo.data.face import DETECT_WIDTH, crop_square, haar_cascade
+from vemo.data.face import crop_square, detect_all
 from vemo.data.video import iter_video, luma
 
 
@@ -66,18 +66,6 @@ def webcam_frames(device: int, want_rgb: bool = False, max_seconds: float = 0.0)
             i += 1
     finally:
         cap.release()
-
-
-def detect_all(gray: np.ndarray) -> list[np.ndarray]:
-    """All frontal faces as (x, y, w, h) boxes in full-resolution pixels, largest first."""
-    import cv2
-
-    h, w = gray.shape
-    scale = min(1.0, DETECT_WIDTH / w)
-    small = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    found = haar_cascade().detectMultiScale(small, 1.1, 4, minSize=(max(16, min(small.shape) // 6),) * 2)
-    boxes = [np.array(b, dtype=np.float64) / scale for b in found]
-    return sorted(boxes, key=lambda b: -b[2] * b[3])
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
