@@ -29,7 +29,7 @@ def model_speed(predictor: Predictor, onnx_path: Path | None, batch: int, second
     t, s = predictor.frames, predictor.size
     x = torch.randn(batch, t, s, s)
     out = {}
-    with torch.no_grad():
+    with torch.inference_mode():
         predictor.model(x)
         n, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:

@@ -3,11 +3,13 @@
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import SHARED
 from vemo.cli import main
+from vemo.config import load_config
 from vemo.training.checkpoint import SHIPPED, WEIGHTS, load_checkpoint, model_from_checkpoint
 
 FER_TEST = SHARED / "fer2013" / "test"
@@ -22,6 +24,21 @@ def test_default_checkpoint_is_packaged_and_loads():
     assert ckpt["labels"] == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
     model = model_from_checkpoint(ckpt)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_shipped_model_was_trained_with_the_config_its_model_card_names():
+    # MODEL_CARD.md says `vemo train --config configs/fer2013.yaml` reproduces the shipped weights: the
+    # checkpoint's own record of its model and training settings must be that file's (where to run it,
+    # device and threads, may differ)
+    ckpt = load_checkpoint("default")
+    shipped = ckpt["config"]
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "fer2013.yaml").to_dict()
+    assert shipped["model"] == cfg["model"]
+    machine = ("device", "threads")
+    assert {k: v for k, v in shipped["train"].items() if k not in machine} == {
+        k: v for k, v in cfg["train"].items() if k not in machine
+    }
+    assert ckpt["stats"]["sharpness"] > 0  # train.match_sharpness recorded the training sharpness
 
 
 @pytest.mark.skipif(not FER_TEST.is_dir(), reason=f"FER2013 test folder not available at {FER_TEST}")

@@ -64,6 +64,7 @@ class ModelConfig:
     name: str = "cnn_ae_lstm"
     encoder: str = "small_cnn"  # frame encoder from the encoder registry
     width: int = 16  # channels of the first conv stage; doubled at each stage
+    input_pool: int = 1  # frame encoders average-pool frames by this factor first (blurred data: 2-3)
     feature_dim: int = 128  # frame feature size out of the CNN
     bottleneck_dim: int = 48  # autoencoder code size (variants with an autoencoder)
     hidden: int = 96  # LSTM hidden size

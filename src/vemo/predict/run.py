@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from vemo.data.loader import model_inputs
 from vemo.io import write_text
+from vemo.models.registry import to_channels_last
 from vemo.predict.stream import FaceWindows, Frame, video_fps, video_frames
 from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -29,13 +30,13 @@ class Predictor:
         if threads:
             torch.set_num_threads(threads)
         ckpt = load_checkpoint(checkpoint)
-        self.model = model_from_checkpoint(ckpt)
+        self.model = to_channels_last(model_from_checkpoint(ckpt))  # ~1.4x faster on CPU (bench/predict.py)
         self.labels: list[str] = list(ckpt["labels"])
         prep = ckpt["config"]["prepare"]
         self.frames, self.size, self.margin = prep["frames"], prep["size"], prep["margin"]
         self.stats = ckpt["stats"]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def probabilities(self, clips: np.ndarray) -> np.ndarray:
         """(B, T, S, S) uint8 crops -> (B, C) class probabilities."""
         x = model_inputs(torch.from_numpy(clips), self.stats)

@@ -36,7 +36,7 @@ from vemo.data.augment import augment_clips
 from vemo.data.loader import expand_batch, iterate, load_split, model_inputs, normalize
 from vemo.data.prepare import Prepared
 from vemo.io import write_json, write_text
-from vemo.models.registry import build_model, count_parameters
+from vemo.models.registry import build_model, count_parameters, to_channels_last
 from vemo.provenance import environment
 from vemo.training.checkpoint import atomic_save
 from vemo.training.distributed import Dist, agree, average_gradients, device_for, setup, sync_buffers
@@ -361,9 +361,8 @@ def train(
             f"training sharpness (median Laplacian variance) {stats['sharpness']:.1f}: sharper inputs are blurred to it"
         )
     model = build_model(cfg.model, len(prepared.labels), prepared.manifest["settings"]["size"])
-    if cfg.train.channels_last:  # 3D convolutions (c3d) have their own channels-last layout
-        is_3d = any(isinstance(m, nn.Conv3d) for m in model.modules())
-        model = model.to(memory_format=torch.channels_last_3d if is_3d else torch.channels_last)
+    if cfg.train.channels_last:
+        model = to_channels_last(model)
     n_params = count_parameters(model)
     where = f"; {d.world} processes" if d.active else ""
     log(f"model {cfg.model.name} ({n_params / 1e6:.2f}M parameters); train {len(x_tr)} clips, val {len(x_va)}{where}")
