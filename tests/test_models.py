@@ -75,3 +75,21 @@ def test_flops_counted_per_clip_grow_with_frames():
     cfg = ModelConfig(name="c3d", width=8, hidden=24)
     model = build_model(cfg, 6, 48)
     assert 0 < flops_per_clip(model, 10, 48) < flops_per_clip(model, 20, 48)
+
+
+@pytest.mark.parametrize("encoder", ["small_cnn", "resnet"])
+def test_input_pool_keeps_the_interface_and_cuts_the_cost(encoder):
+    from vemo.models.registry import flops_per_clip
+
+    def build(pool):
+        cfg = ModelConfig(encoder=encoder, width=8, feature_dim=32, bottleneck_dim=16, hidden=24, input_pool=pool)
+        return build_model(cfg, 7, 48)
+
+    full, pooled = build(1), build(2)
+    out = pooled(torch.randn(2, 10, 48, 48))
+    assert out["logits"].shape == (2, 7)
+    assert pooled.reconstruct(out["codes"][0]).shape == (10, 1, 48, 48)  # the decoder still rebuilds 48x48
+    # the convolutions run on a quarter of the pixels: well under half the FLOPs
+    assert flops_per_clip(pooled, 10, 48) < 0.5 * flops_per_clip(full, 10, 48)
+    with pytest.raises(ValueError, match="input_pool"):
+        build(0)

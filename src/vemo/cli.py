@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="train variants x seeds on the same data and split; compare.md/json/png")
     _data_args(p)
     p.add_argument("--data", help="a prepared cache folder (skips prepare)")
-    p.add_argument("--models", nargs="+", help="variants (default: cnn_lstm cnn_ae_lstm c3d)")
+    p.add_argument("--models", nargs="+", help="variants (default: cnn_lstm cnn_ae_lstm; also cnn_ae_lstm_attn, c3d)")
     p.add_argument("--seeds", nargs="+", type=int, help="training seeds (default: 0 1 2)")
     p.add_argument("--out", default="runs/compare")
     _common(p)

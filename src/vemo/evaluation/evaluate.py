@@ -184,11 +184,15 @@ def robustness(
     """Accuracy and macro-F1 per perturbation and level ({kind: levels}; default: every kind at its
     default levels); writes robustness.json and robustness.png."""
     ckpt, model, split, x, y, items = _load(checkpoint, prepared, split, log)
-    rows = []
+    rows, clean = [], None
     for kind, levels in (kinds or DEFAULT_LEVELS).items():
         for level in levels:
-            p = _predictions(ckpt, model, prepared, x, y, items, (kind, level))
-            m = classification_metrics(p["truth"], p["probs"].argmax(1), p["labels"])
+            if level == 0 and clean is not None:  # level 0 is the clean input for every kind: score it once
+                m = clean
+            else:
+                p = _predictions(ckpt, model, prepared, x, y, items, (kind, level))
+                m = classification_metrics(p["truth"], p["probs"].argmax(1), p["labels"])
+                clean = m if level == 0 else clean
             rows.append({"kind": kind, "level": level, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
             log(f"{kind} {level:g}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
     out = Path(out_dir)
