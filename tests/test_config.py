@@ -1,6 +1,6 @@
 import pytest
 
-from vemo.config import ConfigError, config_from_dict, load_config
+from vemo.config import Config, ConfigError, config_from_dict, load_config
 
 
 def test_yaml_then_overrides(tmp_path):
@@ -50,3 +50,12 @@ def test_text_overrides_are_kept_as_typed():
     cfg = load_config(None, ["prepare.root=0123", "out=on", "train.epochs=0x10"])
     assert cfg.prepare.root == "0123" and cfg.out == "on"  # not the YAML octal 83 or the boolean True
     assert cfg.train.epochs == 16  # numbers still parse as numbers
+
+
+def test_a_config_saved_before_pretrain_lr_existed_reads_as_it_trained():
+    # checkpoints written before train.pretrain_lr pretrained at train.lr; a new config has its own value
+    old = Config().to_dict()
+    del old["train"]["pretrain_lr"]
+    old["train"]["lr"] = 0.002
+    assert config_from_dict(old).train.pretrain_lr == 0.002
+    assert config_from_dict(Config().to_dict()).train.pretrain_lr == Config().train.pretrain_lr != 0.002

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from vemo.cli import main
 from vemo.reporting.document import chromium_run, find_chromium
@@ -38,6 +39,13 @@ def test_compare_tables_come_from_the_runs(compared, capsys):
     assert summary["cnn_ae_lstm"]["accuracy_mean"] == pytest.approx(np.mean(acc))
     diffs = [runs[("cnn_ae_lstm", s)]["accuracy"] - runs[("cnn_lstm", s)]["accuracy"] for s in (0, 1)]
     assert result["paired"]["accuracy"]["differences"] == pytest.approx(diffs)
+    curves = {(c["kind"], c["level"]): c for c in result["robustness"]["cnn_ae_lstm"]}
+    for key in [("noise", 0.0), ("occlusion", max(lv for k, lv in curves if k == "occlusion"))]:
+        per_seed = [
+            next(r for r in runs[("cnn_ae_lstm", s)]["robustness"] if (r["kind"], r["level"]) == key) for s in (0, 1)
+        ]
+        for metric in ("accuracy", "macro_f1"):  # both averaged over the seeds, not taken from the first
+            assert curves[key][metric] == pytest.approx(np.mean([r[metric] for r in per_seed]))
     md = (out / "compare.md").read_text()
     assert f"{summary['cnn_lstm']['accuracy_mean']:.3f} +- {summary['cnn_lstm']['accuracy_std']:.3f}" in md
     for name in ("compare.png", "robustness.png"):
@@ -58,6 +66,8 @@ def test_report_quotes_the_run_and_its_ablation(compared):
     for text in (md, html):
         assert f"Accuracy {metrics['accuracy']:.3f}" in text
         assert f"{summary['cnn_lstm']['macro_f1_mean']:.3f} ± {summary['cnn_lstm']['macro_f1_std']:.3f}" in text
+    train = yaml.safe_load((run / "config.yaml").read_text())["train"]
+    assert f"Frame pretraining: lr {train['pretrain_lr']} {train['pretrain_schedule']}" in md  # from the config
     for section in ("Design", "Data and split", "Training", "Results", "Ablation", "Limitations"):
         assert f"## {section}" in md
     assert html.count("data:image/png;base64,") >= 5  # curves, confusion, compare, robustness, embeddings, ...

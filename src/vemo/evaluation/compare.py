@@ -121,7 +121,7 @@ def paired(runs: list[dict], a: str, b: str) -> dict | None:
 
 
 def robustness_means(runs: list[dict], variants: list[str]) -> dict[str, list[dict]]:
-    """Per variant, accuracy per (kind, level) averaged over seeds (with its std)."""
+    """Per variant, accuracy and macro-F1 per (kind, level) averaged over seeds (accuracy with its std)."""
     curves = {}
     for name in variants:
         rows = [r["robustness"] for r in runs if r["model"] == name]
@@ -130,8 +130,10 @@ def robustness_means(runs: list[dict], variants: list[str]) -> dict[str, list[di
             acc = np.array([rs[k]["accuracy"] for rs in rows])
             merged.append(
                 {
-                    **first,
+                    "kind": first["kind"],
+                    "level": first["level"],
                     "accuracy": float(acc.mean()),
+                    "macro_f1": float(np.mean([rs[k]["macro_f1"] for rs in rows])),
                     "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                 }
             )

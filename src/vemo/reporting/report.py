@@ -103,10 +103,16 @@ def _training(run: Path, cfg: dict, history: list[dict], train: dict) -> list[Bl
         f"epochs, then {len(joint)} joint epochs (max {t.get('epochs')}, early-stopping patience "
         f"{t.get('patience')}); best validation accuracy {float(train.get('best_val_acc', 0)):.3f} at epoch "
         f"{train.get('best_epoch')}; {float(train.get('seconds', 0)) / 60:.1f} min.",
-        f"AdamW, lr {t.get('lr')} one-cycle, batch {t.get('batch_size')}, weight decay {t.get('weight_decay')}, "
+        f"AdamW, joint lr {t.get('lr')} one-cycle, batch {t.get('batch_size')}, weight decay {t.get('weight_decay')}, "
         f"label smoothing {t.get('label_smoothing')}, input noise std {t.get('noise_std')}, reconstruction "
         f"weight {t.get('recon_weight')}, augmentation {'on' if t.get('augment') else 'off'}, seed {t.get('seed')}.",
     ]
+    if pre:  # configs saved before train.pretrain_lr existed pretrained at train.lr
+        frozen = "frozen in" if t.get("freeze_encoder") else "fine-tuned in"
+        items.append(
+            f"Frame pretraining: lr {t.get('pretrain_lr', t.get('lr'))} {t.get('pretrain_schedule', 'constant')}, "
+            f"{t.get('pretrain_frames')} frames per clip per step; the frame CNN is then {frozen} the joint stage."
+        )
     blocks = [Block("h2", "Training"), Block("ul", items)]
     if (run / "curves.png").exists():
         blocks.append(Block("img", [("curves.png", "training curves")]))

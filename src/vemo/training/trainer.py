@@ -230,7 +230,7 @@ def joint_epoch(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(params, d)
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        nn.utils.clip_grad_norm_(params, 5.0)  # what this stage trains: a frozen encoder's are not in it
         opt.step()
         sched.step()
         total += loss.item() * len(yb)
@@ -407,11 +407,13 @@ def train(
     if cfg.train.pretrain_epochs > 0 and can_pretrain and done[0] != "joint":
         probe = nn.Linear(model.code_dim, len(prepared.labels)).to(device)
         params = [p for n, p in model.named_parameters() if not n.startswith("temporal.")] + list(probe.parameters())
-        opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        opt = torch.optim.AdamW(params, lr=cfg.train.pretrain_lr, weight_decay=cfg.train.weight_decay)
         sched = None
         if cfg.train.pretrain_schedule == "onecycle":
             steps = cfg.train.pretrain_epochs * math.ceil(len(x_tr) // d.world / cfg.train.pretrain_batch_size)
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.train.lr, total_steps=steps, pct_start=0.1)
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=cfg.train.pretrain_lr, total_steps=steps, pct_start=0.1
+            )
         first = 1
         if done[0] == "pretrain":
             probe.load_state_dict(state["resume"]["probe"])
@@ -435,6 +437,8 @@ def train(
 
     if cfg.train.freeze_encoder and can_pretrain:
         model.encoder.requires_grad_(False)
+        for p in model.encoder.parameters():
+            p.grad = None  # the last pretraining step's gradients would otherwise linger through joint training
     steps = math.ceil(len(x_tr) // d.world / cfg.train.batch_size)  # per process
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
