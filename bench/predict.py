@@ -3,7 +3,8 @@
 Run: `LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 .venv/bin/python bench/predict.py`
      [--checkpoint default] [--videos ../shared/data/crema-d-sample/VideoFlash] [--long-minutes 10]
 
-1. model only: frames/s on 48x48 clips of T frames, batches of 32 clips, `--threads` threads;
+1. model only: frames/s on 48x48 clips of T frames, batches of 32 clips, `--threads` threads (PyTorch
+   as `vemo predict` runs it, the same without conv+BN folding, ONNX Runtime);
 2. pipeline: frames/s of real video through decode + face detection + model (`predict_frames`),
    the sample clips repeated `--repeat` times;
 3. memory: peak RSS growth while predicting a `--long-minutes` video made by looping the sample clips.
@@ -21,21 +22,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vemo.models.registry import to_channels_last
 from vemo.predict.run import Predictor, predict_frames
 from vemo.predict.stream import video_frames
+from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint
+
+
+def _calls_per_s(fn, seconds: float) -> float:
+    fn()  # warm-up
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        n += 1
+    return n / (time.perf_counter() - start)
 
 
 def model_speed(predictor: Predictor, onnx_path: Path | None, batch: int, seconds: float) -> dict[str, float]:
+    """Frames/s of the model as `vemo predict` runs it, of the same without conv+BN folding (what
+    folding buys, measured minutes apart on the same machine), and through ONNX Runtime."""
     t, s = predictor.frames, predictor.size
     x = torch.randn(batch, t, s, s)
+    unfolded = to_channels_last(model_from_checkpoint(load_checkpoint(predictor.checkpoint)))
     out = {}
     with torch.inference_mode():
-        predictor.model(x)
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            predictor.model(x)
-            n += 1
-    out["pytorch"] = n * batch * t / (time.perf_counter() - start)
+        out["pytorch"] = _calls_per_s(lambda: predictor.model(x), seconds) * batch * t
+        out["pytorch, batch norm not folded"] = _calls_per_s(lambda: unfolded(x), seconds) * batch * t
     if onnx_path is not None:
         import onnxruntime as ort
 
@@ -43,12 +54,7 @@ def model_speed(predictor: Predictor, onnx_path: Path | None, batch: int, second
         opts.intra_op_num_threads = torch.get_num_threads()
         sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         xn = x.numpy()
-        sess.run(None, {"clips": xn})
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            sess.run(None, {"clips": xn})
-            n += 1
-        out["onnxruntime"] = n * batch * t / (time.perf_counter() - start)
+        out["onnxruntime"] = _calls_per_s(lambda: sess.run(None, {"clips": xn}), seconds) * batch * t
     return out
 
 

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from vemo.config import ModelConfig
-from vemo.models.registry import MODELS, build_model
+from vemo.models.registry import MODELS, build_model, fuse_conv_bn
 
 VARIANTS = sorted(MODELS)
 
@@ -93,3 +93,28 @@ def test_input_pool_keeps_the_interface_and_cuts_the_cost(encoder):
     assert flops_per_clip(pooled, 10, 48) < 0.5 * flops_per_clip(full, 10, 48)
     with pytest.raises(ValueError, match="input_pool"):
         build(0)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("encoder", ["small_cnn", "resnet"])
+def test_conv_bn_folding_keeps_the_outputs(name, encoder):
+    cfg = ModelConfig(name=name, encoder=encoder, width=8, feature_dim=32, bottleneck_dim=16, hidden=24)
+    model = build_model(cfg, n_classes=6, frame_size=48)
+    with pytest.raises(ValueError, match="eval"):
+        fuse_conv_bn(model)  # a training-mode batch norm is not a fixed map
+    torch.manual_seed(0)
+    for m in model.modules():  # statistics as after training, not the identity of a fresh batch norm
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    model.eval()
+    x = torch.randn(2, 10, 48, 48)
+    with torch.no_grad():
+        before = model(x)["logits"]
+        n_bn = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        fuse_conv_bn(model)
+        after = model(x)["logits"]
+    left = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert left < n_bn or n_bn == 0
+    assert torch.allclose(before, after, atol=1e-4), (before - after).abs().max()

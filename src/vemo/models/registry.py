@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from vemo.config import ModelConfig
 from vemo.models.autoencoder import Bottleneck, FrameDecoder
@@ -86,6 +87,27 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     convolutions, its 3D form for models with 3D convolutions (c3d)."""
     is_3d = any(isinstance(m, nn.Conv3d) for m in model.modules())
     return model.to(memory_format=torch.channels_last_3d if is_3d else torch.channels_last)
+
+
+def fuse_conv_bn(model: nn.Module) -> nn.Module:
+    """Fold every batch norm that directly follows a convolution in an `nn.Sequential` into that
+    convolution's weights, in place, for inference (the model must be in eval mode).
+
+    Why: in eval mode a batch norm is a fixed per-channel affine map, so conv + BN is one conv with
+    rescaled weights and a bias; dropping the separate BN pass saves a memory-bound sweep over every
+    feature map: median +7 % (1-16 %) over six paired 5-s runs of the shipped model on 2 cores. Outputs agree to ~1e-6.
+    """
+    if model.training:
+        raise ValueError("fuse_conv_bn is for inference: call model.eval() first")
+    for module in list(model.modules()):
+        if not isinstance(module, nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            conv, bn = module[i], module[i + 1]
+            if isinstance(conv, nn.modules.conv._ConvNd) and isinstance(bn, nn.modules.batchnorm._BatchNorm):
+                transpose = isinstance(conv, nn.modules.conv._ConvTransposeNd)  # the decoder's: weights (in, out, ...)
+                module[i], module[i + 1] = fuse_conv_bn_eval(conv, bn, transpose=transpose), nn.Identity()
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
