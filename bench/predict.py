@@ -37,12 +37,14 @@ def _calls_per_s(fn, seconds: float) -> float:
     return n / (time.perf_counter() - start)
 
 
-def model_speed(predictor: Predictor, onnx_path: Path | None, batch: int, seconds: float) -> dict[str, float]:
+def model_speed(
+    predictor: Predictor, checkpoint: str, onnx_path: Path | None, batch: int, seconds: float
+) -> dict[str, float]:
     """Frames/s of the model as `vemo predict` runs it, of the same without conv+BN folding (what
     folding buys, measured minutes apart on the same machine), and through ONNX Runtime."""
     t, s = predictor.frames, predictor.size
     x = torch.randn(batch, t, s, s)
-    unfolded = to_channels_last(model_from_checkpoint(load_checkpoint(predictor.checkpoint)))
+    unfolded = to_channels_last(model_from_checkpoint(load_checkpoint(checkpoint)))
     out = {}
     with torch.inference_mode():
         out["pytorch"] = _calls_per_s(lambda: predictor.model(x), seconds) * batch * t
@@ -112,7 +114,7 @@ def main() -> None:
         from vemo.export import export_onnx
 
         onnx_path = export_onnx(args.checkpoint, Path(tmp) / "m.onnx")
-        for engine, fps in model_speed(predictor, onnx_path, 32, args.seconds).items():
+        for engine, fps in model_speed(predictor, args.checkpoint, onnx_path, 32, args.seconds).items():
             print(f"model only ({engine}): {fps:,.0f} frames/s")
         videos = sorted(p for p in Path(args.videos).iterdir() if p.suffix in (".flv", ".mp4"))
         if not videos:

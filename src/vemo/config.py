@@ -198,14 +198,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
-    """A config as saved in a checkpoint or run folder. Keys added since are filled with what the older
-    code did, so an old checkpoint still describes how it was trained."""
+def upgrade_saved(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dict as saved in a checkpoint or run folder, with keys added since filled with what the
+    older code did, so an old run still describes how it was trained."""
     train = data.get("train")
     if isinstance(train, dict) and "lr" in train and "pretrain_lr" not in train:
-        data = {**data, "train": {**train, "pretrain_lr": train["lr"]}}  # pretraining used train.lr then
+        return {**data, "train": {**train, "pretrain_lr": train["lr"]}}  # pretraining used train.lr then
+    return data
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
     cfg = Config()
-    _update(cfg, data, "config")
+    _update(cfg, upgrade_saved(data), "config")
     return cfg
 
 

@@ -30,7 +30,6 @@ class Predictor:
         if threads:
             torch.set_num_threads(threads)
         ckpt = load_checkpoint(checkpoint)
-        self.checkpoint = checkpoint
         # channels-last ~1.4x and conv+BN folding ~1.07x faster on CPU (bench/predict.py)
         self.model = to_channels_last(fuse_conv_bn(model_from_checkpoint(ckpt)))
         self.labels: list[str] = list(ckpt["labels"])

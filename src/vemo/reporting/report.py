@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from vemo.config import upgrade_saved
 from vemo.io import write_text
 from vemo.reporting.document import Block, print_pdf, to_html, to_markdown
 from vemo.reporting.plots import plot_attention, plot_embeddings, plot_gallery
@@ -107,10 +108,10 @@ def _training(run: Path, cfg: dict, history: list[dict], train: dict) -> list[Bl
         f"label smoothing {t.get('label_smoothing')}, input noise std {t.get('noise_std')}, reconstruction "
         f"weight {t.get('recon_weight')}, augmentation {'on' if t.get('augment') else 'off'}, seed {t.get('seed')}.",
     ]
-    if pre:  # configs saved before train.pretrain_lr existed pretrained at train.lr
+    if pre:
         frozen = "frozen in" if t.get("freeze_encoder") else "fine-tuned in"
         items.append(
-            f"Frame pretraining: lr {t.get('pretrain_lr', t.get('lr'))} {t.get('pretrain_schedule', 'constant')}, "
+            f"Frame pretraining: lr {t.get('pretrain_lr')} {t.get('pretrain_schedule', 'constant')}, "
             f"{t.get('pretrain_frames')} frames per clip per step; the frame CNN is then {frozen} the joint stage."
         )
     blocks = [Block("h2", "Training"), Block("ul", items)]
@@ -304,7 +305,7 @@ def find_compare(run: Path, compare_dir: str | Path | None) -> tuple[dict, Path]
 
 
 def build(run: Path, compare_dir: str | Path | None = None) -> tuple[str, list[Block]]:
-    cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
+    cfg = upgrade_saved(yaml.safe_load((run / "config.yaml").read_text())) if (run / "config.yaml").exists() else {}
     data = _read_json(run / "data.json")
     metrics = _read_json(run / "metrics.json")
     title = (
