@@ -18,7 +18,7 @@ from vemo.models.registry import MODELS, build_model, count_parameters
 
 
 def bench(name: str, width: int, batch: int, frames: int, steps: int) -> tuple[float, float]:
-    model = build_model(ModelConfig(name=name, width=width), 6, 48).to(memory_format=torch.channels_last)
+    model = build_model(name, 6, 48, width=width).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     x, y = torch.randn(batch, frames, 48, 48), torch.randint(0, 6, (batch,))
     model.train()
@@ -26,9 +26,9 @@ def bench(name: str, width: int, batch: int, frames: int, steps: int) -> tuple[f
         if i == 2:
             start = time.perf_counter()
         out = model(x)
-        loss = F.cross_entropy(out["logits"], y)
+        loss = F.cross_entropy(out.logits, y)
         if model.has_autoencoder:
-            codes = out["codes"][:, :4].reshape(-1, out["codes"].shape[-1])
+            codes = out.codes[:, :4].reshape(-1, out.codes.shape[-1])
             loss = loss + F.mse_loss(model.reconstruct(codes).squeeze(1), x[:, :4].reshape(-1, 48, 48))
         opt.zero_grad()
         loss.backward()
@@ -56,7 +56,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} threads, LD_PRELOAD={os.environ.get('LD_PRELOAD', '') or '-'}")
     print(f"batch {args.batch} clips x {args.frames} frames of 48x48, encoder width {args.width}")
     for name in sorted(MODELS):
-        n = count_parameters(build_model(ModelConfig(name=name, width=args.width), 6, 48))
+        n = count_parameters(build_model(name, 6, 48, width=args.width))
         train_fps, infer_fps = bench(name, args.width, args.batch, args.frames, args.steps)
         print(
             f"{name:<18} {n / 1e6:5.2f}M params  train {train_fps:7.0f} frames/s  inference {infer_fps:7.0f} frames/s"

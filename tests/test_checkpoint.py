@@ -25,18 +25,18 @@ def test_malicious_pickle_is_refused(tmp_path):
 
 
 def test_round_trip_and_architecture_mismatch(tmp_path):
-    from vemo.models.registry import build_model
+    from vemo.models.registry import model_from_config
 
     cfg = Config()
     cfg.model.width = 8
-    model = build_model(cfg.model, 6, cfg.prepare.size)
+    model = model_from_config(cfg.model, 6, cfg.prepare.size)
     ckpt = {"model": model.state_dict(), "config": cfg.to_dict(), "labels": list("abcdef"), "stats": {}}
     atomic_save(ckpt, tmp_path / "ok.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["ok.pt"]  # no temporary file left behind
     loaded = model_from_checkpoint(load_checkpoint(tmp_path / "ok.pt"))
     x = torch.randn(2, 10, 48, 48)
     model.eval()
-    assert torch.equal(loaded(x)["logits"], model(x)["logits"])
+    assert torch.equal(loaded(x).logits, model(x).logits)
 
     ckpt["config"]["model"]["width"] = 16  # the weights no longer fit the architecture it names
     atomic_save(ckpt, tmp_path / "bad.pt")

@@ -1,4 +1,5 @@
-"""ONNX export: onnxruntime gives the same probabilities as PyTorch, at any batch size and T."""
+"""ONNX export: the graph is self-contained (0-255 crops in, calibrated probabilities out) and gives what
+PyTorch and `vemo.predict` give, at any batch size and T."""
 
 import json
 
@@ -6,12 +7,19 @@ import numpy as np
 import pytest
 import torch
 
+from test_predict import face_frames, save_tiny_checkpoint
 from vemo.config import Config
+from vemo.data.loader import model_inputs
 from vemo.export import export_onnx
-from vemo.models.registry import MODELS, build_model
+from vemo.models.registry import MODELS, model_from_config
+from vemo.predict.run import Predictor
 from vemo.training.checkpoint import atomic_save, load_checkpoint, model_from_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
+
+
+def session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -20,20 +28,38 @@ def test_onnx_matches_pytorch(name, tmp_path):
     cfg.model.name, cfg.prepare.frames = name, 10
     cfg.model.width, cfg.model.feature_dim, cfg.model.bottleneck_dim, cfg.model.hidden = 8, 32, 16, 24
     torch.manual_seed(0)
-    model = build_model(cfg.model, 7, 48)
+    model = model_from_config(cfg.model, 7, 48)
     labels = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
-    stats = {"mean": 0.5, "std": 0.25}
-    atomic_save(
-        {"model": model.state_dict(), "config": cfg.to_dict(), "labels": labels, "stats": stats}, tmp_path / "m.pt"
-    )
+    stats = {"mean": 0.45, "std": 0.2}
+    ckpt = {"model": model.state_dict(), "config": cfg.to_dict(), "labels": labels, "stats": stats}
+    atomic_save({**ckpt, "calibration": {"temperature": 1.7}}, tmp_path / "m.pt")
     path = export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
+    sess = session(path)
+    meta = sess.get_modelmeta().custom_metadata_map
     assert json.loads(meta["labels"]) == labels and json.loads(meta["stats"]) == stats
+    assert (int(meta["frames"]), int(meta["size"]), float(meta["temperature"])) == (10, 48, 1.7)
     reference = model_from_checkpoint(load_checkpoint(tmp_path / "m.pt"))
+    generator = torch.Generator().manual_seed(0)
     for batch, t in ((1, 10), (5, 10), (3, 16)):
-        x = torch.randn(batch, t, 48, 48)
+        crops = torch.randint(0, 256, (batch, t, 48, 48), generator=generator, dtype=torch.uint8)
         with torch.no_grad():
-            want = torch.softmax(reference(x)["logits"], 1).numpy()
-        got = session.run(None, {"clips": x.numpy()})[0]
+            want = torch.softmax(reference(model_inputs(crops, stats)).logits / 1.7, 1).numpy()
+        got = sess.run(None, {"clips": crops.numpy().astype(np.float32)})[0]
         assert got.shape == (batch, 7) and np.abs(got - want).max() < 1e-4
+
+
+def test_onnx_equals_vemo_predict_on_the_same_face_crops(tmp_path):
+    """End to end: the crops `vemo.predict` classified, through the ONNX graph, give its p_ columns."""
+    import vemo
+
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", temperature=2.5)
+    predictor = Predictor(ckpt)
+    seen = []
+    classify = predictor.probabilities
+    predictor.probabilities = lambda clips: (seen.append(clips.copy()), classify(clips))[1]
+    df = vemo.predict(np.stack(face_frames(2)), checkpoint=predictor, fps=15, hop=1.0)
+    ok = df[df.status == "ok"]
+    assert len(ok) == len(seen) >= 2
+    got = session(export_onnx(ckpt, tmp_path / "m.onnx")).run(None, {"clips": np.concatenate(seen).astype(np.float32)})
+    want = ok[[f"p_{lab}" for lab in predictor.labels]].to_numpy()
+    assert np.abs(got[0] - want).max() < 1e-4

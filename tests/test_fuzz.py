@@ -5,6 +5,7 @@ inside the example's folder), so the file stays well under a minute.
 """
 
 import csv
+import io
 import tempfile
 from pathlib import Path
 
@@ -96,65 +97,88 @@ def test_truncated_clips_decode_or_raise_clip_error(real_clips, data):
             assert all(f.dtype == np.uint8 and f.ndim == 2 and f.shape == frames[0].shape for f in frames)
 
 
-square_sides = st.sampled_from([1, 2, 3, 7])
+square_sides = st.sampled_from([1, 2, 3, 7, 10])  # squares that are not FER2013's 48x48: damaged rows
 # Pixel values: in range, a little or far outside it, and tokens that are not plain integers.
 TRICKY = ["-1", "256", "1e3", "2.5", "0x1f", "+7", "\u0663", "99999999999999999999", "nan", ""]
 tokens = st.one_of(st.integers(0, 255).map(str), st.integers(-300, 600).map(str), st.sampled_from(TRICKY))
-# Pixel strings: squares of valid values or of any tokens, wrong counts, arbitrary text.
-pixels = st.one_of(
-    square_sides.flatmap(lambda s: st.lists(st.integers(0, 255).map(str), min_size=s * s, max_size=s * s)),
-    square_sides.flatmap(lambda s: st.lists(tokens, min_size=s * s, max_size=s * s)),
-    st.lists(tokens, max_size=12),
-).map(" ".join) | st.text(max_size=30)
+
+
+def _image(first: str, rest: int = 7) -> str:
+    """A 48x48 row of pixels whose first value is `first` (possibly not a valid pixel)."""
+    return " ".join([first] + [str(rest)] * 2303)
+
+
+# Pixel strings: 48x48 rows with any first token, other squares, wrong counts, arbitrary text.
+pixels = (
+    st.tuples(tokens, st.integers(0, 255)).map(lambda t: _image(*t))
+    | st.one_of(
+        square_sides.flatmap(lambda s: st.lists(st.integers(0, 255).map(str), min_size=s * s, max_size=s * s)),
+        square_sides.flatmap(lambda s: st.lists(tokens, min_size=s * s, max_size=s * s)),
+        st.lists(tokens, max_size=12),
+    ).map(" ".join)
+    | st.text(max_size=30)
+)
 emotions = st.one_of(st.integers(-2, 9).map(str), st.text(max_size=4))
 usages = st.one_of(st.sampled_from(["Training", "PublicTest", "PrivateTest", "", " training "]), st.text(max_size=12))
 rows = st.lists(
     st.tuples(emotions, pixels, usages).flatmap(lambda r: st.integers(1, 4).map(lambda n: (list(r) + ["extra"])[:n])),
     max_size=12,
 )
-GOOD_ROW = ["3", "0 64 128 255", "Training"]  # a 2x2 happy face: at least one record always prepares
+GOOD_ROW = ["3", _image("0", 128), "Training"]  # a happy face: at least one record always prepares
 
 
 # Known hazards, always tried: a value too large for int64, out-of-range and non-integer values, a digit
 # str.isdigit accepts but int() refuses, a non-ASCII digit int() accepts, short and empty rows, an
-# unknown Usage, and a copy of the good row in val (the leakage guard drops it with dedupe).
+# unknown Usage, a 10x10 row, an unclosed quote and a field with a line break (each line is a record:
+# neither may swallow the lines after it), and a copy of the good row in the test split (the leakage
+# guard drops it with dedupe).
 HAZARDS = [
-    ["3", "99999999999999999999", "Training"],
-    ["3", "1 2 3 -1", "PublicTest"],
-    ["0", "1e3 2 3 4", "PrivateTest"],
-    ["\u00b2", "1 2 3 4", "Training"],
-    ["\u0663", "1 2 3 4", ""],
+    ["3", _image("99999999999999999999"), "Training"],
+    ["3", _image("-1"), "PublicTest"],
+    ["0", _image("1e3"), "PrivateTest"],
+    ["\u00b2", _image("1"), "Training"],
+    ["\u0663", _image("1"), ""],
     ["3", "", "Training"],
     ["3"],
     [],
-    ["3", "1 2 3 4", "Validation"],
-    ["3", "0 64 128 255", "PublicTest"],
+    ["3", _image("1"), "Validation"],
+    ["3", " ".join(["9"] * 100), "Training"],
+    ['3"', _image("1"), "Training"],
+    ["3", "1 2\n3 4", "Training"],
+    ["3", _image("0", 128), "PublicTest"],
 ]
 
 
+def _csv_text(rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
 @FUZZ
-@given(rows=rows, at=st.integers(0, 12), dedupe=st.booleans())
+@given(rows=rows, at=st.integers(0, 13), dedupe=st.booleans())
 @example(rows=HAZARDS, at=4, dedupe=True)
 @example(rows=HAZARDS, at=0, dedupe=False)
 def test_random_csv_rows_become_records_or_reasons(rows, at, dedupe):
+    """Every line of the CSV after its header becomes a record or a skipped row with a reason."""
     at = min(at, len(rows))
     rows = rows[:at] + [GOOD_ROW] + rows[at:]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fer2013.csv"
-        with path.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["emotion", "pixels", "Usage"])
-            writer.writerows(rows)
-        sources = {f"{path}#row{n}" for n in range(1, len(rows) + 1)}
+        text = _csv_text([["emotion", "pixels", "Usage"], *rows])
+        path.write_text(text)
+        lines = text.count("\n") - 1  # after the header; a quoted line break makes two lines
+        good = _csv_text([["emotion", "pixels", "Usage"], *rows[:at]]).count("\n")  # the good row's number
+        sources = {f"{path}#row{n}" for n in range(1, lines + 1)}
         records, skipped, _ = read_fer2013(path)
-        assert len(records) + len(skipped) == len(rows)
+        assert len(records) + len(skipped) == lines
         assert {r.source for r in records} | {s.source for s in skipped} == sources
         assert all(s.reason for s in skipped)
         cfg = PrepareConfig(dataset="fer2013", root=str(path), cache_dir=f"{tmp}/cache", workers=1, dedupe=dedupe)
         prepared = prepare(cfg, **QUIET)
         done = [it["source"] for it in prepared.items]
         dropped = [s["source"] for s in prepared.manifest["skipped"]]
-        assert len(done) + len(dropped) == len(rows) and set(done) | set(dropped) == sources
-        assert f"{path}#row{at + 1}" in done
+        assert len(done) + len(dropped) == lines and set(done) | set(dropped) == sources
+        assert f"{path}#row{good}" in done
         assert all(s["reason"] for s in prepared.manifest["skipped"])
         assert prepared.frames().shape == (len(done), 1, 48, 48)

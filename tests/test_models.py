@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from vemo.config import ModelConfig
-from vemo.models.registry import MODELS, build_model, fuse_conv_bn
+from vemo.models.base import ClipModel, ClipOutput
+from vemo.models.registry import MODELS, build_model, fuse_conv_bn, model_from_config
 
 VARIANTS = sorted(MODELS)
 
@@ -11,40 +12,63 @@ VARIANTS = sorted(MODELS)
 @pytest.mark.parametrize("name", VARIANTS)
 @pytest.mark.parametrize("encoder", ["small_cnn", "resnet"])
 def test_shapes(name, encoder):
-    cfg = ModelConfig(name=name, encoder=encoder, width=8, feature_dim=32, bottleneck_dim=16, hidden=24)
-    model = build_model(cfg, n_classes=6, frame_size=48)
+    model = build_model(name, n_classes=6, encoder=encoder, width=8, feature_dim=32, bottleneck_dim=16, hidden=24)
+    assert isinstance(model, ClipModel)
     out = model(torch.randn(3, 12, 48, 48))
-    assert out["logits"].shape == (3, 6) and out["embedding"].shape[0] == 3
+    assert isinstance(out, ClipOutput)
+    assert out.logits.shape == (3, 6) and out.embedding.shape[0] == 3
     if name == "c3d":  # no per-frame codes: one 3D CNN over the clip
-        assert "codes" not in out and not model.has_autoencoder
+        assert out.codes is None and not model.has_autoencoder and not model.has_frame_encoder
+        with pytest.raises(NotImplementedError):
+            model.encode_frames(torch.randn(2, 48, 48))
         return
-    assert out["codes"].shape[:2] == (3, 12)
+    assert model.has_frame_encoder and model.code_dim == out.codes.shape[2]
+    assert out.codes.shape[:2] == (3, 12)
     if model.has_autoencoder:
-        assert out["codes"].shape[2] == 16
-        assert model.reconstruct(out["codes"][0]).shape == (12, 1, 48, 48)
+        assert out.codes.shape[2] == 16
+        assert model.reconstruct(out.codes[0]).shape == (12, 1, 48, 48)
     if name.endswith("_attn"):
-        assert out["attention"].shape == (3, 12)
-        assert torch.allclose(out["attention"].sum(1), torch.ones(3))
+        assert out.attention.shape == (3, 12)
+        assert torch.allclose(out.attention.sum(1), torch.ones(3))
 
 
 def test_unknown_variant_lists_known():
     with pytest.raises(ValueError, match="cnn_ae_lstm"):
-        build_model(ModelConfig(name="nope"), 6, 48)
+        build_model("nope", 6, 48)
+    with pytest.raises(TypeError, match="widht"):
+        build_model("cnn_lstm", 6, widht=8)  # a misspelt setting is an error, not a silent default
+
+
+def test_config_adapter_builds_the_same_model_as_keywords():
+    cfg = ModelConfig(name="cnn_ae_lstm", width=8, feature_dim=32, bottleneck_dim=16, hidden=24)
+    a = model_from_config(cfg, 7, 48)
+    b = build_model("cnn_ae_lstm", 7, 48, width=8, feature_dim=32, bottleneck_dim=16, hidden=24)
+    assert [(k, v.shape) for k, v in a.state_dict().items()] == [(k, v.shape) for k, v in b.state_dict().items()]
+
+
+@pytest.mark.parametrize("encoder", ["small_cnn", "resnet"])
+def test_encoder_weight_names_name_the_parts_and_do_not_shift_with_options(encoder):
+    def names(pool):
+        return list(build_model("cnn_lstm", 6, encoder=encoder, width=8, input_pool=pool).state_dict())
+
+    plain = names(1)
+    assert plain == names(2)
+    parts = {k.split(".")[1] for k in plain if k.startswith("encoder.")}
+    assert {"stage1", "stage2", "stage3", "stage4", "head"} <= parts
 
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_training_steps_reduce_loss(name):
     torch.manual_seed(0)
-    cfg = ModelConfig(name=name, width=8, feature_dim=32, bottleneck_dim=16, hidden=24, dropout=0.0)
-    model = build_model(cfg, 6, 48)
+    model = build_model(name, 6, 48, width=8, feature_dim=32, bottleneck_dim=16, hidden=24, dropout=0.0)
     x, y = torch.randn(8, 10, 48, 48), torch.arange(8) % 6
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
 
     def loss_fn():
         out = model(x)
-        loss = F.cross_entropy(out["logits"], y)
+        loss = F.cross_entropy(out.logits, y)
         if model.has_autoencoder:
-            loss = loss + F.mse_loss(model.reconstruct(out["codes"].reshape(80, -1)).squeeze(1), x.reshape(80, 48, 48))
+            loss = loss + F.mse_loss(model.reconstruct(out.codes.reshape(80, -1)).squeeze(1), x.reshape(80, 48, 48))
         return loss
 
     model.train()
@@ -60,10 +84,9 @@ def test_training_steps_reduce_loss(name):
 
 def test_attention_weights_are_a_distribution_over_frames():
     torch.manual_seed(0)
-    cfg = ModelConfig(name="cnn_ae_lstm_attn", width=8, feature_dim=32, bottleneck_dim=16, hidden=24)
-    model = build_model(cfg, 6, 48).eval()
+    model = build_model("cnn_ae_lstm_attn", 6, 48, width=8, feature_dim=32, bottleneck_dim=16, hidden=24).eval()
     for t in (10, 16):
-        w = model(torch.randn(4, t, 48, 48))["attention"]
+        w = model(torch.randn(4, t, 48, 48)).attention
         assert w.shape == (4, t) and (w >= 0).all()
         assert torch.allclose(w.sum(1), torch.ones(4), atol=1e-6)
         assert not torch.allclose(w, torch.full_like(w, 1 / t))  # not a constant average
@@ -72,8 +95,7 @@ def test_attention_weights_are_a_distribution_over_frames():
 def test_flops_counted_per_clip_grow_with_frames():
     from vemo.models.registry import flops_per_clip
 
-    cfg = ModelConfig(name="c3d", width=8, hidden=24)
-    model = build_model(cfg, 6, 48)
+    model = build_model("c3d", 6, 48, width=8, hidden=24)
     assert 0 < flops_per_clip(model, 10, 48) < flops_per_clip(model, 20, 48)
 
 
@@ -82,13 +104,22 @@ def test_input_pool_keeps_the_interface_and_cuts_the_cost(encoder):
     from vemo.models.registry import flops_per_clip
 
     def build(pool):
-        cfg = ModelConfig(encoder=encoder, width=8, feature_dim=32, bottleneck_dim=16, hidden=24, input_pool=pool)
-        return build_model(cfg, 7, 48)
+        return build_model(
+            "cnn_ae_lstm",
+            7,
+            48,
+            encoder=encoder,
+            width=8,
+            feature_dim=32,
+            bottleneck_dim=16,
+            hidden=24,
+            input_pool=pool,
+        )
 
     full, pooled = build(1), build(2)
     out = pooled(torch.randn(2, 10, 48, 48))
-    assert out["logits"].shape == (2, 7)
-    assert pooled.reconstruct(out["codes"][0]).shape == (10, 1, 48, 48)  # the decoder still rebuilds 48x48
+    assert out.logits.shape == (2, 7)
+    assert pooled.reconstruct(out.codes[0]).shape == (10, 1, 48, 48)  # the decoder still rebuilds 48x48
     # the convolutions run on a quarter of the pixels: well under half the FLOPs
     assert flops_per_clip(pooled, 10, 48) < 0.5 * flops_per_clip(full, 10, 48)
     with pytest.raises(ValueError, match="input_pool"):
@@ -98,8 +129,7 @@ def test_input_pool_keeps_the_interface_and_cuts_the_cost(encoder):
 @pytest.mark.parametrize("name", VARIANTS)
 @pytest.mark.parametrize("encoder", ["small_cnn", "resnet"])
 def test_conv_bn_folding_keeps_the_outputs(name, encoder):
-    cfg = ModelConfig(name=name, encoder=encoder, width=8, feature_dim=32, bottleneck_dim=16, hidden=24)
-    model = build_model(cfg, n_classes=6, frame_size=48)
+    model = build_model(name, 6, 48, encoder=encoder, width=8, feature_dim=32, bottleneck_dim=16, hidden=24)
     with pytest.raises(ValueError, match="eval"):
         fuse_conv_bn(model)  # a training-mode batch norm is not a fixed map
     torch.manual_seed(0)
@@ -111,10 +141,10 @@ def test_conv_bn_folding_keeps_the_outputs(name, encoder):
     model.eval()
     x = torch.randn(2, 10, 48, 48)
     with torch.no_grad():
-        before = model(x)["logits"]
+        before = model(x).logits
         n_bn = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
         fuse_conv_bn(model)
-        after = model(x)["logits"]
+        after = model(x).logits
     left = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    assert left < n_bn or n_bn == 0
+    assert n_bn > 0 and left == 0  # every batch norm folded, the residual blocks' and the decoder's included
     assert torch.allclose(before, after, atol=1e-4), (before - after).abs().max()

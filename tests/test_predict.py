@@ -1,48 +1,74 @@
-"""`vemo predict`: windows over a long video, no-face gaps reported, outputs written, bad files skipped."""
+"""`vemo predict`: windows over a long video, no-face gaps reported, outputs written, bad files skipped,
+inputs never overwritten, unique output names, readable annotated video from frame 0, real reasons."""
 
+import csv
 import json
+import os
 
+import av
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import write_video
+from vemo.cli import main
 from vemo.config import Config
+from vemo.data.face import detect_all
 from vemo.data.synth import render_clip
-from vemo.models.registry import build_model
-from vemo.predict.cli_support import run_predict
+from vemo.data.video import ClipError
+from vemo.models.registry import model_from_config
+from vemo.predict.annotate import COLORS
+from vemo.predict.cli_support import run_predict, unique_names
 from vemo.predict.run import NO_FACE, Predictor, predict_frames
 from vemo.predict.stream import video_frames
 from vemo.training.checkpoint import atomic_save
 
+LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad"]
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+
+def save_tiny_checkpoint(path, labels=LABELS, temperature=None):
     """An untrained small model saved like a real checkpoint (the plumbing, not accuracy, is tested)."""
     cfg = Config()
     cfg.prepare.frames = 10
     cfg.model.width, cfg.model.feature_dim, cfg.model.bottleneck_dim, cfg.model.hidden = 8, 32, 16, 24
     torch.manual_seed(0)
-    model = build_model(cfg.model, 6, 48)
-    labels = ["angry", "disgust", "fear", "happy", "neutral", "sad"]
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    atomic_save(
-        {"model": model.state_dict(), "config": cfg.to_dict(), "labels": labels, "stats": {"mean": 0.5, "std": 0.25}},
-        path,
-    )
+    model = model_from_config(cfg.model, len(labels), 48)
+    ckpt = {"model": model.state_dict(), "config": cfg.to_dict(), "labels": labels, "stats": {"mean": 0.5, "std": 0.25}}
+    if temperature is not None:
+        ckpt["calibration"] = {"temperature": temperature}
+    atomic_save(ckpt, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt")
+
+
+def face_frames(n_clips: int = 1) -> list[np.ndarray]:
+    """RGB frames of synthetic talking faces, 2 s (30 frames at 15 fps) per clip."""
+    cfg = Config().synth
+    frames = []
+    for k, emotion in enumerate(["HAP", "SAD", "ANG", "NEU"] * 3):
+        if k < n_clips:
+            frames += list(render_clip(cfg, 1001 + k % 3, "IEO", emotion, "HI"))
+    return frames
 
 
 @pytest.fixture(scope="module")
 def long_video(tmp_path_factory):
     """~26 s at 15 fps: 12 synthetic clips (a face), then 4 s of an empty wall (no face)."""
-    cfg = Config().synth
-    frames = []
-    for k, emotion in enumerate(["HAP", "SAD", "ANG", "NEU"] * 3):
-        frames += [f for f in render_clip(cfg, 1001 + k % 3, "IEO", emotion, "HI")]
-    wall = np.full_like(frames[0], 90)
-    frames += [wall] * 60
+    frames = face_frames(12)
+    frames += [np.full_like(frames[0], 90)] * 60
     return write_video(tmp_path_factory.mktemp("video") / "long.mp4", frames, fps=15)
+
+
+@pytest.fixture(scope="module")
+def short_video(tmp_path_factory):
+    """One 2-second synthetic clip at 15 fps."""
+    return write_video(tmp_path_factory.mktemp("short") / "short.mp4", face_frames(1), fps=15)
 
 
 def test_windows_cover_the_video_and_no_face_is_reported(checkpoint, long_video):
@@ -54,6 +80,7 @@ def test_windows_cover_the_video_and_no_face_is_reported(checkpoint, long_video)
     assert starts == sorted(starts) and rows[-1]["end"] > duration - 1.0
     ok = [r for r in rows if r["status"] == "ok"]
     assert len(ok) > 0.7 * 40  # the face is found in most windows of the 24 s with a face
+    assert all(r["w"] > 20 and r["h"] > 20 for r in ok)  # the face box comes with every row
     tail = [r for r in rows if r["start"] >= 24.5]
     assert tail and all(r["label"] == NO_FACE and r["confidence"] is None for r in tail)
     for r in ok:
@@ -81,16 +108,159 @@ def test_run_predict_writes_outputs_and_skips_bad_files(checkpoint, long_video, 
     assert any("skipped" in line and "junk.mp4" in line and "corrupt" in line for line in logs)
     data = json.loads((tmp_path / "out" / "long.json").read_text())
     assert data["windows"] and data["frames_decoded"] == 12 * 30 + 60
-    header = (tmp_path / "out" / "long.csv").read_text().splitlines()[0].split(",")
-    assert header[:5] == ["face", "start", "end", "status", "label"] and "smoothed_sad" in header
+    with open(tmp_path / "out" / "long.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert header[:6] == ["source", "face", "start", "end", "label", "confidence"] and "smoothed_sad" in header
+    assert {"x", "y", "w", "h"} <= set(header)
     assert (tmp_path / "out" / "long.png").stat().st_size > 1000
     frames = list(video_frames(tmp_path / "ann" / "long.mp4"))
     assert len(frames) == 12 * 30 + 60
 
 
+def test_combined_table_has_a_source_column_and_survives_commas_and_quotes(tmp_path, short_video):
+    """Several inputs give one table; a label with a comma and a quote stays one CSV field."""
+    labels = ["angry", 'happy, "very"', "fear", "neutral", "sad", "surprise"]
+    ckpt = save_tiny_checkpoint(tmp_path / "odd.pt", labels)
+    for name in ("a", "b"):
+        (tmp_path / "in" / name).mkdir(parents=True)
+        (tmp_path / "in" / name / "clip.mp4").write_bytes(short_video.read_bytes())
+    run_predict([str(tmp_path / "in")], str(ckpt), str(tmp_path / "out"), progress=False, log=lambda _: None)
+    with open(tmp_path / "out" / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["source"] for r in rows} == {str(tmp_path / "in" / n / "clip.mp4") for n in ("a", "b")}
+    assert 'p_happy, "very"' in rows[0] and all(len(r) == len(rows[0]) for r in rows)
+    lines = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == len(rows) and json.loads(lines[0])["source"] == rows[0]["source"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("clip*.csv")) == ["clip-2.csv", "clip.csv"]
+
+
+def test_workers_give_the_same_table(checkpoint, short_video, tmp_path):
+    inputs = []
+    for k in range(3):
+        inputs.append(tmp_path / f"v{k}.mp4")
+        inputs[-1].write_bytes(short_video.read_bytes())
+    for workers in (1, 2):
+        run_predict([str(p) for p in inputs], str(checkpoint), str(tmp_path / f"w{workers}"), progress=False,
+                    log=lambda _: None, workers=workers)  # fmt: skip
+    assert (tmp_path / "w1" / "predictions.csv").read_text() == (tmp_path / "w2" / "predictions.csv").read_text()
+
+
 def test_output_names_stay_unique():
     from pathlib import Path
 
-    from vemo.predict.cli_support import unique_names
+    paths = [Path("happy/01.flv"), Path("sad/01.flv"), Path("x/01-2.flv")]
+    names = unique_names(paths)
+    assert len(set(names)) == 3 and names[2] == "01-2"  # a file's own stem is kept when it can be
+    assert unique_names([Path("predictions.mp4")]) == ["predictions-2"]  # the combined table's name is taken
 
-    assert unique_names([Path("happy/01.mp4"), Path("sad/01.mp4"), Path("x/02.mp4")]) == ["01", "01-2", "02"]
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["01", "01-2", "01-3", "A", "a", "a-2", "predictions", "x-2-2"]), max_size=8))
+def test_output_names_are_unique_for_any_inputs(stems):
+    from pathlib import Path
+
+    names = unique_names([Path(f"d{k}") / f"{s}.mp4" for k, s in enumerate(stems)])
+    assert len({n.lower() for n in names}) == len(names) and "predictions" not in {n.lower() for n in names}
+
+
+@pytest.mark.parametrize("how", ["same", "relative", "symlink", "hardlink", "csv"])
+def test_an_output_over_an_input_is_refused(checkpoint, short_video, tmp_path, monkeypatch, how):
+    video = tmp_path / "in.mp4"
+    video.write_bytes(short_video.read_bytes())
+    before = video.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    target = {"same": str(video), "relative": "./sub/../in.mp4", "symlink": "link.mp4", "hardlink": "hard.mp4"}
+    (tmp_path / "sub").mkdir()
+    if how == "symlink":
+        os.symlink(video, tmp_path / "link.mp4")
+    if how == "hardlink":
+        os.link(video, tmp_path / "hard.mp4")
+    if how == "csv":  # `--out` next to the input: in.csv would be fine, but not an input named in.csv
+        args = ["predict", str(video), str(tmp_path / "in.csv"), "--out", str(tmp_path)]
+        (tmp_path / "in.csv").write_text("not a video")
+        before_csv = (tmp_path / "in.csv").read_text()
+    else:
+        args = ["predict", str(video), "--annotate", target[how], "--out", str(tmp_path / "out")]
+    assert main([*args, "--checkpoint", str(checkpoint), "--quiet"]) == 2
+    assert video.read_bytes() == before
+    if how == "csv":
+        assert (tmp_path / "in.csv").read_text() == before_csv
+
+
+def test_annotated_video_has_a_box_and_label_from_frame_0(checkpoint, short_video, tmp_path):
+    run_predict([str(short_video)], str(checkpoint), str(tmp_path / "out"), annotate=str(tmp_path / "a.mp4"),
+                progress=False, log=lambda _: None)  # fmt: skip
+    original = next(video_frames(short_video, want_rgb=True))
+    annotated = next(video_frames(tmp_path / "a.mp4", want_rgb=True))
+    x, y, w, h = (int(round(v)) for v in detect_all(original.gray)[0])
+    edge = annotated.rgb[y + 1, x + 4 : x + w - 4].astype(int)  # the box's top edge, in the first colour
+    assert np.abs(edge - COLORS[0]).max(axis=1).mean() < 60
+    band = annotated.rgb[max(0, y - 20) : y - 4, x + 2 : x + 20]  # the label's dark band, whatever is behind it
+    assert np.median(band) < 60 < np.median(original.rgb[max(0, y - 20) : y - 4, x + 2 : x + 20])
+
+
+def test_annotate_with_several_inputs_needs_a_folder(checkpoint, short_video, tmp_path):
+    with pytest.raises(ValueError, match="give a folder"):
+        run_predict([str(short_video), str(short_video.parent)], str(checkpoint), str(tmp_path / "o"),
+                    annotate=str(tmp_path / "a.mp4"), progress=False)  # fmt: skip
+
+
+def _write(path, frames, fps=15):
+    return write_video(path, frames, fps=fps) if frames else _empty_video(path)
+
+
+def _empty_video(path):
+    """A valid AVI with a video stream and no frame (MP4 drops a stream that has no packets)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=15)
+        stream.height, stream.width, stream.pix_fmt = 120, 160, "yuv420p"
+        container.start_encoding()
+    return path
+
+
+@pytest.mark.parametrize(("n", "reason"), [(0, "no frames could be decoded"), (1, "too short: 1 frame")])
+def test_unusable_videos_give_the_real_reason_and_exit_2(checkpoint, tmp_path, capsys, n, reason):
+    video = _write(tmp_path / "v.avi", face_frames(1)[:n])
+    with pytest.raises(ClipError, match=reason):
+        run_predict([str(video)], str(checkpoint), str(tmp_path / "o"), progress=False, log=lambda _: None)
+    assert main(["predict", str(video), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert reason in err and "v.avi" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "v.csv").exists()
+
+
+def test_a_video_shorter_than_a_window_is_classified_and_one_without_a_face_exits_2(checkpoint, tmp_path):
+    short = _write(tmp_path / "short.mp4", face_frames(1)[:8])  # 0.5 s: 3 sampled frames
+    results = run_predict([str(short)], str(checkpoint), str(tmp_path / "o"), progress=False, log=lambda _: None)
+    assert [r["status"] for r in results[0]["records"]] == ["ok"]
+    wall = _write(tmp_path / "wall.mp4", [np.full((120, 160, 3), 90, np.uint8)] * 45)
+    assert main(["predict", str(wall), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o2"), "--quiet"]) == 2
+    assert (tmp_path / "o2" / "wall.csv").exists()  # the no-face windows are still written, and said
+
+
+@pytest.mark.parametrize("bad", [["--window", "0"], ["--hop", "-1"], ["--window", "nan"], ["--device", "tpu"]])
+def test_bad_window_hop_or_device_is_refused(checkpoint, short_video, tmp_path, capsys, bad):
+    args = ["predict", str(short_video), "--checkpoint", str(checkpoint), "--out", str(tmp_path), *bad]
+    assert main(args) == 2
+    assert "error" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_portrait_video_is_decoded_upright(checkpoint, tmp_path):
+    """A phone's portrait clip: landscape pictures stored turned, plus a display rotation."""
+    frames = face_frames(1)
+    path = tmp_path / "portrait.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=15)
+        stream.height, stream.width, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        stream.set_display_rotation(90)  # players turn the stored picture 90 degrees counter-clockwise
+        for f in frames:
+            stored = np.ascontiguousarray(np.rot90(f, -1))  # the upright picture turned clockwise
+            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    decoded = list(video_frames(path, want_rgb=True))
+    assert decoded[0].gray.shape == frames[0].shape[:2] and decoded[0].rgb.shape == frames[0].shape
+    assert np.abs(decoded[0].rgb.astype(int) - frames[0]).mean() < 12  # upright, not merely the right shape
+    rows = predict_frames(iter(decoded), Predictor(checkpoint))
+    assert rows and all(r["status"] == "ok" for r in rows)

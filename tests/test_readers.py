@@ -36,11 +36,12 @@ def write_fer_csv(path, n_per_usage=3, bad_rows=()):
 
 
 def test_fer_csv_usage_splits_and_bad_rows(tmp_path):
-    bad = ["9,1 2 3 4,Training", "3,1 2 3,Training", "x,1 2 3 4,Training", "2,1 2 3 4,Validation"]
+    px = _pixels(_face(99))
+    bad = [f"9,{px},Training", "3,1 2 3,Training", f"x,{px},Training", f"2,{px},Validation"]
     csv_path = write_fer_csv(tmp_path / "fer2013.csv", bad_rows=bad)
     records, skipped, labels = read_fer2013(tmp_path)
     assert labels == ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
-    assert [r.split for r in records] == ["train"] * 3 + ["val"] * 3 + ["test"] * 3
+    assert [r.split for r in records] == ["train"] * 3 + ["test"] * 3 + ["private-test"] * 3
     # CSV codes 0..6 are angry disgust fear happy sad surprise neutral
     assert [r.label for r in records[:7]] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     reasons = [s.reason for s in skipped]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def cmd_prepare(args) -> None:
 def cmd_train(args) -> None:
     from vemo.pipeline import train_command
 
-    train_command(_config(args), args.data, args.devices, args.num_nodes, not args.quiet, args.resume)
+    train_command(_config(args), args.data, args.devices, args.num_nodes, not args.quiet, args.resume, args.force)
 
 
 def cmd_evaluate(args) -> None:
@@ -78,9 +79,17 @@ def cmd_evaluate(args) -> None:
     levels = [float(v) for v in args.levels.split(",")] if args.levels else None
     given = args.dataset is not None or args.root is not None
     given = given or any(o.startswith(("prepare.root=", "prepare.dataset=")) for o in args.overrides)
+    # --set prepare.KEY=VALUE (e.g. prepare.target=face-vote) wins over the checkpoint's own setting
+    honour = tuple(o.split("=", 1)[0].removeprefix("prepare.") for o in args.overrides if o.startswith("prepare."))
+    honour = tuple(k for k in honour if k not in ("root", "dataset", "workers", "cache_dir"))
     evaluate_command(
-        _config(args), args.checkpoint, args.data, args.out, args.split, given, args.perturb, levels, not args.quiet
-    )
+        _config(args), args.checkpoint, args.data, args.out, args.split, given, args.perturb, levels, not args.quiet,
+        honour=honour,
+    )  # fmt: skip
+
+
+def _window(text: str) -> float | str:
+    return text if text == "clip" else float(text)
 
 
 def cmd_predict(args) -> None:
@@ -97,17 +106,43 @@ def cmd_predict(args) -> None:
         annotate=args.annotate,
         max_seconds=args.max_seconds,
         progress=not args.quiet,
+        workers=args.workers,
+        device=args.device,
     )
 
 
+def cmd_serve(args) -> None:
+    from vemo.serve import ServeSettings, serve
+
+    settings = ServeSettings(
+        max_upload_mb=args.max_upload_mb,
+        max_seconds=args.max_seconds,
+        time_limit_s=args.time_limit,
+        workers=args.workers,
+        queue_size=args.queue,
+        window_s=args.window,
+        hop_s=args.hop,
+    )
+    serve(args.checkpoint, args.host, args.port, settings)
+
+
 def cmd_ship(args) -> None:
+    from vemo.io import check_writable
     from vemo.training.checkpoint import ship_checkpoint
 
-    ckpt = ship_checkpoint(args.checkpoint, args.out, args.data, args.match_sharpness)
+    check_writable(Path(args.out).parent)
+    ckpt = ship_checkpoint(args.checkpoint, args.out)
     print(
         f"wrote {args.out} (epoch {ckpt.get('epoch')}, val accuracy {ckpt.get('val_acc', 0):.3f}, "
         f"stats {ckpt['stats']})"
     )
+
+
+def cmd_calibrate(args) -> None:
+    from vemo.data.prepare import load_prepared
+    from vemo.evaluation.calibration import calibrate_checkpoint
+
+    calibrate_checkpoint(args.checkpoint, load_prepared(args.data), args.split)
 
 
 def cmd_export(args) -> None:
@@ -137,19 +172,14 @@ def cmd_report(args) -> None:
 
 
 def cmd_models(args) -> None:
-    from vemo.config import ModelConfig
-    from vemo.models.registry import MODELS, build_model, count_parameters, flops_per_clip
+    from vemo.models.registry import model_table
 
     cfg = _config(args)
     t, s = cfg.prepare.frames, cfg.prepare.size
     print(f"encoder {cfg.model.encoder}, width {cfg.model.width}; FLOPs for one clip of {t} frames of {s}x{s}")
     print(f"{'model':<18} {'parameters':>11} {'GFLOPs/clip':>12}  description")
-    for name, factory in sorted(MODELS.items()):
-        mcfg = ModelConfig(**{**cfg.model.__dict__, "name": name})
-        model = build_model(mcfg, 6, s)
-        n, flops = count_parameters(model), flops_per_clip(model, t, s)
-        doc = (factory.__doc__ or "").strip().splitlines()[0]
-        print(f"{name:<18} {n:>11,} {flops / 1e9:>12.3f}  {doc}")
+    for row in model_table(cfg.model, t, s):
+        print(f"{row['name']:<18} {row['parameters']:>11,} {row['flops'] / 1e9:>12.3f}  {row['description']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue an interrupted run from OUT/last.pt (same config); starts fresh if there is none",
     )
+    p.add_argument("--force", action="store_true", help="replace the run already in OUT (its files are deleted first)")
     p.add_argument("--devices", type=int, default=1, help="data-parallel processes on this machine (GPUs or CPU)")
     p.add_argument("--num-nodes", type=int, default=1, help="machines (start with torchrun/srun on each)")
     p.add_argument(
@@ -211,29 +242,59 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="emotions over time in videos: CSV/JSON per window, timeline, annotated video")
-    p.add_argument("inputs", nargs="*", help="video files and/or folders of videos")
+    p = sub.add_parser(
+        "predict", help="emotions over time in videos and images: tables per window and face, timeline, annotated video"
+    )
+    p.add_argument("inputs", nargs="*", help="video and image files and/or folders of them")
     p.add_argument("--checkpoint", default="default", help="a .pt from vemo train, or 'default' (the shipped model)")
     p.add_argument("--webcam", type=int, metavar="N", help="read camera N instead of files")
     p.add_argument("--max-seconds", type=float, default=0.0, help="stop the webcam after this long (0: never)")
-    p.add_argument("--out", default="runs/predict", help="folder for <video>.csv/.json/.png")
-    p.add_argument("--window", type=float, default=2.0, help="seconds per classified window (T frames in it)")
+    p.add_argument(
+        "--out", default="runs/predict", help="folder for NAME.csv/.json/.png per input and predictions.csv/.jsonl"
+    )
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="inputs shared among N processes")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument(
+        "--window",
+        type=_window,
+        default=2.0,
+        help="seconds per classified window (T frames in it), or 'clip': one window per video, as evaluate samples",
+    )
     p.add_argument("--hop", type=float, default=0.5, help="seconds between window starts")
     p.add_argument("--all-faces", action="store_true", help="every face, not only the largest")
-    p.add_argument("--annotate", metavar="OUT.mp4", help="write a video with boxes and labels (a folder if several)")
+    p.add_argument(
+        "--annotate", metavar="OUT.mp4|DIR", help="write a video with boxes and labels (a folder for several inputs)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="a local web page and HTTP API: drop a video, see its emotions over time")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--checkpoint", default="default", help="a .pt from vemo train, or 'default' (the shipped model)")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="larger uploads are refused (HTTP 413)")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="longer videos are refused (HTTP 422)")
+    p.add_argument("--time-limit", type=float, default=300.0, help="seconds one analysis may run (then HTTP 504)")
+    p.add_argument("--workers", type=int, default=1, help="analyses at once")
+    p.add_argument("--queue", type=int, default=4, help="analyses waiting; past that HTTP 503 with Retry-After")
+    p.add_argument("--window", type=float, default=2.0, help="seconds per classified window")
+    p.add_argument("--hop", type=float, default=0.5, help="seconds between window starts")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "calibrate", help="fit a checkpoint's softmax temperature on the validation split (stored in the checkpoint)"
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint file, updated in place (atomically)")
+    p.add_argument("--data", required=True, help="the prepared cache the model was trained on (cache/<dataset>-<key>)")
+    p.add_argument("--split", default="val", help="split to fit on (default val; never the test split)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("ship", help="package a checkpoint for distribution (weights, config, labels, stats)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--data", help="the prepared cache it was trained on (for --match-sharpness)")
-    p.add_argument(
-        "--match-sharpness", action="store_true", help="record the training sharpness: sharper inputs get blurred to it"
-    )
     p.set_defaults(func=cmd_ship)
 
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (probabilities from normalised clips)")
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (0-255 face crops in, calibrated probabilities out)")
     p.add_argument("--checkpoint", default="default", help="a .pt from vemo train, or 'default'")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx")
     p.set_defaults(func=cmd_export)
@@ -266,14 +327,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="vemo: %(message)s")
     from vemo.data.prepare import PrepareError
     from vemo.data.video import ClipError
+    from vemo.export import ExportError
+    from vemo.io import OutputError
     from vemo.training.checkpoint import CheckpointError
 
     try:
         args.func(args)
-    except (ConfigError, PrepareError, CheckpointError, ClipError, FileNotFoundError, ValueError) as err:
-        print(f"vemo {args.command}: error: {err}", file=sys.stderr)
+    except (ConfigError, PrepareError, CheckpointError, ClipError, OutputError, ExportError, ValueError) as err:
+        print(f"vemo {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)  # always one line
+        return 2
+    except OSError as err:  # a file or folder that cannot be read or written: one line naming it
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"vemo {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     return 0
 

@@ -86,7 +86,9 @@ class TrainConfig:
     pretrain_lr: float = 3e-4  # AdamW learning rate of frame pretraining; at a constant 1e-3 the synthetic
     # set's frame classifier sat near chance for 7-13 of 14 epochs; at 3e-4 it left chance within 2-4
     # and reached 0.64-0.72 frame accuracy by epoch 14 (cnn_lstm, seeds 0-2)
-    pretrain_schedule: str = "constant"  # learning rate in pretraining: "constant" or "onecycle"
+    pretrain_schedule: str = "constant"  # learning rate in pretraining: "constant", "onecycle" or "cosine"
+    # (cosine: 2-epoch linear warm-up, then cosine decay to 0 over the remaining pretraining epochs)
+    pretrain_optimizer: str = "adamw"  # "adamw", or "sgd" (Nesterov momentum 0.9: the long FER2013 recipe)
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -97,7 +99,11 @@ class TrainConfig:
     recon_fraction: float = 0.5  # share of pretraining frames that are also reconstructed (decoder cost)
     patience: int = 6  # early stopping: epochs without validation improvement
     max_minutes: float = 0.0  # stop joint training after this wall time (0: no limit)
-    augment: bool = True  # random flips, shifts and brightness on training clips
+    augment: bool = True  # random flip, shift, rotation, zoom, brightness (one transform per clip)
+    aug_shift: float = 0.05  # max shift, fraction of the frame side
+    aug_rotate: float = 6.0  # max rotation, degrees
+    aug_scale: float = 0.06  # max zoom in or out, fraction
+    aug_erase: float = 0.0  # probability of random erasing: one rectangle (2-25% of the frame) set to the mean
     freeze_encoder: bool = True  # joint stage trains autoencoder + LSTM + head only (after pretraining):
     # a T-frame clip then costs T encoder forward passes but no backward, ~3x cheaper joint epochs; the
     # default so that `vemo compare` fits 20 minutes on 2 cores (false: fine-tune the encoder too)
@@ -105,7 +111,6 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads, 0: one per core
     device: str = "auto"  # "auto" (a GPU when there is one), "cpu" or "cuda"
     channels_last: bool = True
-    match_sharpness: bool = False  # record the training sharpness; sharper inputs are blurred to it later
 
 
 @dataclass
@@ -175,11 +180,32 @@ def _lookup(cfg: Any, parts: list[str]) -> Any:
     return node
 
 
+def _parse_yaml(text: str, where: str) -> Any:
+    """Plain YAML only (safe_load): a Python tag or a syntax error is a one-line ConfigError naming `where`
+    and the line, not a traceback. YAML's own messages span several lines; the first fact is kept."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        tag = " (vemo reads plain YAML only: Python tags are refused)" if "python/" in problem else ""
+        raise ConfigError(f"{where}:{line} not valid YAML: {problem}{tag}") from None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (expected a YAML config)") from None
+    return _parse_yaml(text, str(path)) or {}
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults, then the YAML file (if any), then `section.key=value` overrides, in that order."""
     cfg = Config()
     if path:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = _read_yaml(Path(path))
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections")
         _update(cfg, data, str(path))
@@ -193,7 +219,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         # Text fields take the text as typed (a path "0123" must not become the number 83).
-        node[parts[-1]] = raw if isinstance(_lookup(cfg, parts), str) else yaml.safe_load(raw)
+        node[parts[-1]] = raw if isinstance(_lookup(cfg, parts), str) else _parse_yaml(raw, f"override {item!r}")
         _update(cfg, nested, "override")
     return cfg
 

@@ -1,8 +1,12 @@
-"""`vemo export --onnx`: a checkpoint as an ONNX graph for onnxruntime and other runtimes.
+"""`vemo export --onnx`: a checkpoint as a self-contained ONNX graph for onnxruntime and other runtimes.
 
-The graph takes normalised clips (B, T, S, S) float32 and returns class probabilities (B, C); batch
-and T are dynamic. Normalisation statistics, labels and T are stored in the model's metadata so a
-runtime needs nothing else from vemo.
+The graph takes face crops as they come out of `vemo.data.face.crop_square`, pixel values 0-255 as
+float32 (a uint8 array `.astype("float32")`), shaped (B, T, S, S); it normalises them with the training
+statistics and returns calibrated class probabilities softmax(logits / temperature), (B, C): exactly
+what `vemo predict` reports as `p_<class>` for the same crops (tests/test_export.py). Batch and T are
+dynamic. The metadata says what a runtime needs to make the crops and read the output: `labels`
+(JSON list, output order), `frames` (T), `size` (S), `margin` (the crop's margin around the detected
+face box), `temperature`, `stats` (already applied in the graph), `input` (this contract in words).
 """
 
 from __future__ import annotations
@@ -14,28 +18,45 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vemo.io import atomic_write
-from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint
+from vemo.io import atomic_write, check_writable
+from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint, temperature_of
+
+
+class ExportError(RuntimeError):
+    """The export cannot run here (an optional dependency is missing); the message says what to install."""
 
 
 class Probabilities(nn.Module):
-    """The clip model reduced to one output, softmax probabilities (ONNX graphs return tensors, not dicts)."""
+    """The clip model as `vemo predict` applies it, in one graph: 0-255 pixels -> normalised ->
+    model -> softmax(logits / temperature). ONNX graphs return tensors, not dataclasses."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, stats: dict[str, float], temperature: float = 1.0):
         super().__init__()
         self.model = model
+        self.mean, self.std, self.temperature = float(stats["mean"]), float(stats["std"]), float(temperature)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(clips)["logits"], dim=1)
+        x = (clips / 255.0 - self.mean) / self.std  # = vemo.data.loader.normalize, in the graph
+        return torch.softmax(self.model(x).logits / self.temperature, dim=1)
+
+
+INPUT_CONTRACT = (
+    "clips: float32 (batch, T, S, S) grayscale face crops, pixel values 0-255 (not normalised); "
+    "output probabilities: (batch, len(labels)), calibrated"
+)
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 18) -> Path:
-    import onnx
-
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("ONNX export needs the `onnx` package: pip install 'vemo[export]'") from None
+    check_writable(Path(out).parent)  # before the model is loaded and traced
     ckpt = load_checkpoint(checkpoint)
-    model = Probabilities(model_from_checkpoint(ckpt)).eval()
+    temperature = temperature_of(ckpt)
+    model = Probabilities(model_from_checkpoint(ckpt), ckpt["stats"], temperature).eval()
     prep = ckpt["config"]["prepare"]
-    example = torch.zeros(2, prep["frames"], prep["size"], prep["size"])
+    example = torch.full((2, prep["frames"], prep["size"], prep["size"]), 128.0)
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -47,9 +68,16 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 18) -> Pat
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         _export(model, example, tmp, opset)
     graph = onnx.load(str(tmp))
-
     tmp.unlink()
-    meta = {"labels": json.dumps(ckpt["labels"]), "stats": json.dumps(ckpt["stats"]), "frames": str(prep["frames"])}
+    meta = {
+        "labels": json.dumps(ckpt["labels"]),
+        "frames": str(prep["frames"]),
+        "size": str(prep["size"]),
+        "margin": str(prep["margin"]),
+        "temperature": str(temperature),
+        "stats": json.dumps(ckpt["stats"]),
+        "input": INPUT_CONTRACT,
+    }
     for key, value in meta.items():
         graph.metadata_props.add(key=key, value=value)
     atomic_write(out, lambda fh: fh.write(graph.SerializeToString()))

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
 from vemo.config import Config, PrepareConfig
 from vemo.data.prepare import Prepared, prepare, summarize
+from vemo.evaluation.calibration import calibrate_checkpoint
 from vemo.evaluation.evaluate import evaluate
-from vemo.io import write_json
+from vemo.io import OutputError, folder_lock, write_json
 from vemo.reporting.report import write_report
 from vemo.training.trainer import train
 
@@ -42,8 +46,6 @@ def train_evaluate_report(
     cfg: Config, prepared: Prepared, out: Path, synthetic: bool, progress: bool, log=print, resume: bool = False
 ) -> dict:
     """Train on the prepared data, evaluate the best checkpoint on its test split, write the report."""
-    import os
-
     out.mkdir(parents=True, exist_ok=True)
     main_process = int(os.environ.get("RANK", "0")) == 0  # data-parallel runs: rank 0 evaluates and reports
     if main_process:
@@ -52,6 +54,8 @@ def train_evaluate_report(
     if not main_process:
         return {}
     write_json(out / "train.json", {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()})
+    # the temperature is fitted on val, which selected the checkpoint too; test never sees either choice
+    calibrate_checkpoint(result.best_checkpoint, prepared, "val", log=log)
     split = "test" if len(prepared.indices("test")) else "val"
     if split == "val":
         log("\nno test split in this data: evaluating on val, which also selected the checkpoint (optimistic)")
@@ -69,12 +73,13 @@ def run_demo(cfg: Config, progress: bool = True, log=print) -> dict:
     started = time.time()
     out = Path(cfg.out)
     root = Path(cfg.prepare.root)
-    log(f"1/3 synthesising {root} ...")
-    synthesize(root, cfg.synth, progress=progress)
-    log("2/3 preparing clips ...")
-    prepared = prepare(cfg.prepare, progress=progress, log=log)
-    log("3/3 training, evaluating on the test actors, writing the report ...")
-    metrics = train_evaluate_report(cfg, prepared, out, synthetic=True, progress=progress, log=log)
+    with folder_lock(out, "vemo demo", log=log):
+        log(f"1/3 synthesising {root} ...")
+        synthesize(root, cfg.synth, progress=progress)
+        log("2/3 preparing clips ...")
+        prepared = prepare(cfg.prepare, progress=progress, log=log)
+        log("3/3 training, evaluating on the test actors, writing the report ...")
+        metrics = train_evaluate_report(cfg, prepared, out, synthetic=True, progress=progress, log=log)
     minutes = (time.time() - started) / 60
     log(
         f"demo finished in {minutes:.1f} min: test accuracy {metrics['accuracy']:.3f} "
@@ -100,16 +105,17 @@ def run_compare(
     from vemo.evaluation.compare import compare
 
     synthetic = cfg.prepare.dataset == "crema-d" and cfg.prepare.root == PrepareConfig().root
-    if data:
-        prepared = load_prepared(data)
-    else:
-        if synthetic:
-            synthesize(cfg.prepare.root, cfg.synth, progress=progress)  # reuses clips already rendered
-        prepared = prepare(cfg.prepare, progress=progress, log=log)
-    result = compare(cfg, prepared, out, models, seeds, log=log)
-    main = next((r for r in result["runs"] if r["model"] == "cnn_ae_lstm"), result["runs"][0])
-    write_json(Path(main["run_dir"]) / "data.json", describe_data(prepared, synthetic and not data))
-    report = write_report(main["run_dir"], out)
+    with folder_lock(out, "vemo compare", log=log):
+        if data:
+            prepared = load_prepared(data)
+        else:
+            if synthetic:
+                synthesize(cfg.prepare.root, cfg.synth, progress=progress)  # reuses clips already rendered
+            prepared = prepare(cfg.prepare, progress=progress, log=log)
+        result = compare(cfg, prepared, out, models, seeds, log=log)
+        main = next((r for r in result["runs"] if r["model"] == "cnn_ae_lstm"), result["runs"][0])
+        write_json(Path(main["run_dir"]) / "data.json", describe_data(prepared, synthetic and not data))
+        report = write_report(main["run_dir"], out)
     log(f"compare: {out / 'compare.md'} ({result['minutes']:.1f} min); report with the ablation: {report.parent}")
     return result
 
@@ -122,11 +128,17 @@ def _ddp_worker(cfg_dict: dict, data: str, out: str, progress: bool, resume: boo
 
 
 def train_command(
-    cfg: Config, data: str | None, devices: int = 1, num_nodes: int = 1, progress: bool = True, resume: bool = False
+    cfg: Config,
+    data: str | None,
+    devices: int = 1,
+    num_nodes: int = 1,
+    progress: bool = True,
+    resume: bool = False,
+    force: bool = False,
+    log=print,
 ) -> None:
-    """`vemo train`: prepare (or load) the data, then train in one process or data-parallel in `devices`."""
-    import os
-
+    """`vemo train`: take the run folder (locked for the whole run; another run in it is refused unless
+    resumed or forced), prepare (or load) the data, then train in one process or data-parallel."""
     from vemo.data.prepare import load_prepared
 
     if num_nodes > 1 and "WORLD_SIZE" not in os.environ:
@@ -134,10 +146,60 @@ def train_command(
             "multi-node training is started by torchrun (or srun) on every node, e.g. `torchrun --nnodes "
             f"{num_nodes} --nproc-per-node {devices} --rdzv-endpoint HOST:29500 -m vemo.cli train ...`"
         )
-    prepared = load_prepared(data) if data else prepare(cfg.prepare, progress=progress)
-    if devices > 1 and "WORLD_SIZE" not in os.environ:
-        from vemo.training.distributed import launch
+    out = Path(cfg.out)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, global rank 0 holds the folder
+    with folder_lock(out, "vemo train", log=log) if main_process else nullcontext(out):
+        if main_process:
+            claim_run_folder(out, resume, force, log)
+        prepared = load_prepared(data) if data else prepare(cfg.prepare, progress=progress)
+        if devices > 1 and "WORLD_SIZE" not in os.environ:
+            from vemo.training.distributed import launch
 
-        launch(_ddp_worker, devices, cfg.to_dict(), str(prepared.path), str(cfg.out), progress, resume)
-    else:
-        train_evaluate_report(cfg, prepared, Path(cfg.out), synthetic=False, progress=progress, resume=resume)
+            launch(_ddp_worker, devices, cfg.to_dict(), str(prepared.path), str(out), progress, resume)
+        else:
+            train_evaluate_report(cfg, prepared, out, synthetic=False, progress=progress, resume=resume)
+
+
+# What a run writes at its top level (and its `eval-*` folders): `--force` deletes exactly these before a
+# new run, so the folder never mixes two runs' files, and never touches anything else in it.
+RUN_FILES = (
+    "config.yaml",
+    "environment.json",
+    "data.json",
+    "train.json",
+    "history.csv",
+    "curves.png",
+    "best.pt",
+    "last.pt",
+    "metrics.json",
+    "confusion.png",
+    "predictions.csv",
+    "embeddings.npz",
+    "embeddings.png",
+    "gallery.png",
+    "attention.png",
+    "robustness.json",
+    "robustness.png",
+    "run.json",
+    "report.md",
+    "report.html",
+    "report.pdf",
+)
+
+
+def claim_run_folder(out: Path, resume: bool, force: bool, log=print) -> None:
+    """Refuse to start a run over another one: a finished run (train.json or metrics.json) or an
+    interrupted one (last.pt) is kept unless `--resume` continues it or `--force` replaces it; with
+    `--force` the old run's files are deleted first. Called while holding the folder's lock."""
+    finished = [n for n in ("train.json", "metrics.json") if (out / n).exists()]
+    started = [n for n in ("last.pt", "best.pt", "config.yaml") if (out / n).exists()]
+    if resume or not (finished or started):
+        return
+    if not force:
+        state = f"a finished run ({', '.join(finished)})" if finished else f"an interrupted run ({', '.join(started)})"
+        hint = "" if finished else "--resume to continue it, "
+        raise OutputError(f"{out}: holds {state}; {hint}--force to replace it, or choose another --out")
+    old = [out / n for n in RUN_FILES if (out / n).exists()] + sorted(out.glob("eval-*"))
+    for path in old:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    log(f"--force: deleted the previous run in {out} ({len(old)} files and folders)")

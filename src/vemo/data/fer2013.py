@@ -1,8 +1,19 @@
 """FER2013 reader: `fer2013.csv` (emotion,pixels,Usage) or folders of `<class>/*.jpg`.
 
+The protocol (why: PublicTest must not choose the model it then scores):
+- Training -> train, except a validation split carved from it: `VAL_FRACTION` (10%) of each class,
+  picked by a fixed seed (`VAL_SEED`) from the images sorted by name, so it is the same on every
+  machine; model selection and early stopping use it. A dataset that brings its own val split keeps it.
+- PublicTest -> test: the reported figure, evaluated once at the end.
+- PrivateTest -> private-test: never used by vemo's own runs (the shipped model is judged on it);
+  `vemo evaluate --split private-test` scores it.
+
 Layouts understood, in this order:
-- a CSV file (or a folder holding `fer2013.csv`): Usage Training -> train, PublicTest -> val,
-  PrivateTest -> test; a row with a bad label or pixel count is skipped with its row number;
+- a CSV file (or a folder holding `fer2013.csv`), split by its Usage column. Each line is one record
+  (FER2013 has no multi-line fields), so a malformed line (an unclosed quote) is skipped alone with its
+  number and never swallows the lines after it; a row with a bad label, a pixel count other than
+  48x48 = 2304 or an unknown Usage is skipped with its row number. Records and skipped rows add up to
+  the file's lines after the header;
 - `ROOT/<split>/<class>/*.jpg|png` (Kaggle's `train/` and `test/` folders);
 - `ROOT/<class>/*.jpg|png`: one folder of classes, e.g. a test folder on its own.
 The Usage prefix of a file name (`PublicTest_123.jpg`) decides the split when present; otherwise the
@@ -19,15 +30,16 @@ import csv
 from functools import lru_cache
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from vemo.data.records import FER_LABELS, Record, Skipped, canonical_label
-from vemo.data.video import ClipError, check_file
+from vemo.data.video import ClipError, read_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 FER_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # the CSV's 0..6
-USAGE = {"training": "train", "publictest": "val", "privatetest": "test"}
+USAGE = {"training": "train", "publictest": "test", "privatetest": "private-test"}
+VAL_FRACTION = 0.1  # of each class of Training, carved off for validation (part of the protocol)
+VAL_SEED = 2013
 SPLIT_FOLDERS = {
     "train": "train",
     "training": "train",
@@ -38,6 +50,7 @@ SPLIT_FOLDERS = {
 }
 SPLIT_FOLDERS.update(USAGE)
 ROW_MARK = "#row"
+FER_SIDE = 48  # every FER2013 image is 48x48: a row with another pixel count is damaged, not a smaller face
 
 
 def _split_from_name(path: Path, folder_split: str | None) -> str | None:
@@ -64,18 +77,42 @@ def _read_folders(root: Path) -> tuple[list[Record], list[Skipped]]:
     return records, skipped
 
 
+def _parse_line(line: str) -> tuple[str, str, str] | str:
+    """(emotion, pixels, usage) of one CSV line, or why the line is malformed. Parsed alone, so an
+    unclosed quote ends at the line's end instead of running on into the lines after it."""
+    if not line.strip():
+        return "empty line"
+    try:
+        fields = next(csv.reader([line], strict=True), [])
+    except csv.Error as err:
+        return f"malformed CSV line ({err})"
+    return tuple((fields + ["", "", ""])[:3])  # type: ignore[return-value]
+
+
 @lru_cache(maxsize=2)
-def _csv_rows(path: str, mtime_ns: int) -> dict[int, tuple[str, str, str]]:
-    """Row number (1 = first data row) -> (emotion, pixels, usage) as text; parsed once per process."""
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
-        header = [h.strip().lower() for h in next(reader, [])]
+def _csv_rows(path: str, mtime_ns: int) -> dict[int, tuple[str, str, str] | str]:
+    """Row number (1 = first data row, i.e. line 2) -> (emotion, pixels, usage) as text, or the reason
+    the line is malformed; one entry per line after the header. Parsed once per process."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:  # a bad byte spoils its row only
+        lines = (line.removesuffix("\r") for line in _lines(fh))
+        header = [h.strip().lower() for h in next(csv.reader([next(lines, "")]), [])]
         if header[:2] != ["emotion", "pixels"]:
             raise ValueError(f"{path}: expected a header 'emotion,pixels[,Usage]', got {','.join(header)!r}")
-        return {n: tuple((row + ["", "", ""])[:3]) for n, row in enumerate(reader, start=1)}  # type: ignore[misc]
+        return {n: _parse_line(line) for n, line in enumerate(lines, start=1)}
 
 
-def _rows(path: Path) -> dict[int, tuple[str, str, str]]:
+def _lines(fh):
+    """The file's lines, split at "\n" only (a stray "\r" inside a line stays in it, a malformed field)."""
+    rest = ""
+    while chunk := fh.read(1 << 20):
+        parts = (rest + chunk).split("\n")
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest
+
+
+def _rows(path: Path) -> dict[int, tuple[str, str, str] | str]:
     return _csv_rows(str(path), path.stat().st_mtime_ns)
 
 
@@ -84,8 +121,8 @@ def _check_row(emotion: str, pixels: str, usage: str) -> tuple[str, str | None]:
     if not emotion.strip().isdigit() or not 0 <= int(emotion) < len(FER_CODES):
         raise ValueError(f"bad emotion label {emotion!r} (expected 0-6)")
     n = len(pixels.split())
-    if n == 0 or int(round(n**0.5)) ** 2 != n:
-        raise ValueError(f"{n} pixel values do not make a square image (FER2013 has 2304 = 48x48)")
+    if n != FER_SIDE * FER_SIDE:
+        raise ValueError(f"{n} pixel values, expected {FER_SIDE * FER_SIDE} (a {FER_SIDE}x{FER_SIDE} FER2013 image)")
     usage_key = usage.strip().lower()
     if usage_key and usage_key not in USAGE:
         raise ValueError(f"unknown Usage {usage!r} (expected Training, PublicTest or PrivateTest)")
@@ -95,15 +132,31 @@ def _check_row(emotion: str, pixels: str, usage: str) -> tuple[str, str | None]:
 def _read_csv(path: Path) -> tuple[list[Record], list[Skipped]]:
     records: list[Record] = []
     skipped: list[Skipped] = []
-    for n, (emotion, pixels, usage) in _rows(path).items():
+    for n, row in _rows(path).items():
         source = f"{path}{ROW_MARK}{n}"
         try:
-            label, split = _check_row(emotion, pixels, usage)
+            if isinstance(row, str):
+                raise ValueError(row)
+            label, split = _check_row(*row)
         except ValueError as err:
-            skipped.append(Skipped(source, f"CSV row {n}: {err}", "bad-row"))
+            skipped.append(Skipped(source, f"CSV row {n} (line {n + 1}): {err}", "bad-row"))
             continue
         records.append(Record(source, label, source, split))
     return records, skipped
+
+
+def carve_validation(records: list[Record], fraction: float = VAL_FRACTION, seed: int = VAL_SEED) -> list[Record]:
+    """Move a stratified `fraction` of the train records to val: per label, the images sorted by source
+    and shuffled with `seed`, the first round(fraction * n) taken. Unchanged when a val split exists."""
+    if any(r.split == "val" for r in records):
+        return records
+    rng = np.random.default_rng(seed)
+    to_val: set[str] = set()
+    for label in sorted({r.label for r in records if r.split == "train"}):
+        sources = sorted(r.source for r in records if r.split == "train" and r.label == label)
+        order = rng.permutation(len(sources))
+        to_val.update(sources[i] for i in order[: round(fraction * len(sources))])
+    return [Record(r.source, r.label, r.group, "val") if r.source in to_val else r for r in records]
 
 
 def read_fer2013(root: str | Path) -> tuple[list[Record], list[Skipped], tuple[str, ...]]:
@@ -115,24 +168,29 @@ def read_fer2013(root: str | Path) -> tuple[list[Record], list[Skipped], tuple[s
         records, skipped = _read_folders(root)
     else:
         raise FileNotFoundError(f"{root}: no such file or folder (expected fer2013.csv or folders of <class>/*.jpg)")
-    return records, skipped, FER_LABELS
+    return carve_validation(records), skipped, FER_LABELS
 
 
 def load_still(source: str) -> np.ndarray:
     """The grayscale uint8 image of a record: an image file, or `file.csv#rowN`. Raises ClipError."""
     if ROW_MARK in source:
         path, _, n = source.rpartition(ROW_MARK)
-        emotion, pixels, usage = _rows(Path(path))[int(n)]
-        try:
-            values = np.array(pixels.split(), dtype=np.int64)
-        except (ValueError, OverflowError):
-            raise ClipError(f"CSV row {n}: pixel values are not integers in 0-255", "bad-row") from None
-        if values.min(initial=0) < 0 or values.max(initial=0) > 255:
-            raise ClipError(f"CSV row {n}: pixel values outside 0-255", "bad-row")
-        side = int(round(len(values) ** 0.5))
-        return values.reshape(side, side).astype(np.uint8)
-    check_file(source)  # missing, empty, Git LFS pointer: the same reasons as for videos
-    image = cv2.imread(source, cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise ClipError("unreadable image (not a valid JPEG/PNG)", "unreadable")
-    return image
+        return _row_image(_rows(Path(path))[int(n)], n)
+    return read_image(source)  # missing, empty, Git LFS pointer, unreadable, truncated: each said so
+
+
+def _row_image(row: tuple[str, str, str] | str, n: str) -> np.ndarray:
+    """The 48x48 image of a CSV row (checked again: the file may have changed since it was listed)."""
+    try:
+        if isinstance(row, str):
+            raise ValueError(row)
+        _check_row(*row)
+    except ValueError as err:
+        raise ClipError(f"CSV row {n}: {err}", "bad-row") from None
+    try:
+        values = np.array(row[1].split(), dtype=np.int64)
+    except (ValueError, OverflowError):
+        raise ClipError(f"CSV row {n}: pixel values are not integers in 0-255", "bad-row") from None
+    if values.min(initial=0) < 0 or values.max(initial=0) > 255:
+        raise ClipError(f"CSV row {n}: pixel values outside 0-255", "bad-row")
+    return values.reshape(FER_SIDE, FER_SIDE).astype(np.uint8)

@@ -13,7 +13,7 @@ from pathlib import Path
 from vemo.data.crema_d import NAME as CREMA_NAME
 from vemo.data.crema_d import VIDEO_EXTENSIONS
 from vemo.data.fer2013 import IMAGE_EXTENSIONS
-from vemo.data.records import Record, Skipped, canonical_label
+from vemo.data.records import Record, Skipped, access_problem, canonical_label
 
 
 def _group(clip: Path) -> str:
@@ -21,26 +21,39 @@ def _group(clip: Path) -> str:
     return m["actor"] if m else str(clip)
 
 
+def _entries(folder: Path) -> tuple[list[Path], list[Skipped]]:
+    """The entries of a folder in name order, and those that cannot be opened (a dangling or looping
+    link, no permission) as Skipped; a folder that cannot be listed is itself one Skipped."""
+    try:
+        paths = sorted(folder.iterdir())
+    except OSError as err:
+        return [], [Skipped(str(folder), f"cannot list this folder ({err.strerror})", "unreadable")]
+    problems = {p: access_problem(p) for p in paths}
+    return [p for p in paths if problems[p] is None], [s for s in problems.values() if s is not None]
+
+
+def _clip_record(clip: Path, label: str) -> Record | Skipped:
+    if clip.is_dir():
+        entries, _ = _entries(clip)
+        if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entries):
+            return Skipped(str(clip), "folder holds no .png/.jpg frames", "empty")
+        return Record(str(clip), label, _group(clip), None, {"frames_folder": True})
+    if clip.suffix.lower() in VIDEO_EXTENSIONS:
+        return Record(str(clip), label, _group(clip))
+    return Skipped(str(clip), f"not a video ({', '.join(VIDEO_EXTENSIONS)}) or frames folder", "not-video")
+
+
 def read_folder(root: str | Path) -> tuple[list[Record], list[Skipped], tuple[str, ...]]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder (expected <label>/<clip> sub-folders)")
+    label_dirs, skipped = _entries(root)
     records: list[Record] = []
-    skipped: list[Skipped] = []
-    for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+    for label_dir in (p for p in label_dirs if p.is_dir()):
         label = canonical_label(label_dir.name)
-        for clip in sorted(label_dir.iterdir()):
-            if clip.is_dir():
-                frames = [p for p in clip.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
-                if not frames:
-                    skipped.append(Skipped(str(clip), "folder holds no .png/.jpg frames", "empty"))
-                    continue
-                records.append(Record(str(clip), label, _group(clip), None, {"frames_folder": True}))
-            elif clip.suffix.lower() in VIDEO_EXTENSIONS:
-                records.append(Record(str(clip), label, _group(clip)))
-            else:
-                skipped.append(
-                    Skipped(str(clip), f"not a video ({', '.join(VIDEO_EXTENSIONS)}) or frames folder", "not-video")
-                )
+        clips, unusable = _entries(label_dir)
+        skipped += unusable
+        for item in (_clip_record(clip, label) for clip in clips):
+            (records if isinstance(item, Record) else skipped).append(item)
     labels = tuple(sorted({r.label for r in records}))
     return records, skipped, labels

@@ -38,12 +38,8 @@ def expand_batch(xb: torch.Tensor, t: int, generator: torch.Generator) -> torch.
 
 
 def model_inputs(x: torch.Tensor, stats: dict[str, float]) -> torch.Tensor:
-    """uint8 clips -> what the model takes: sharpness matched to the training data when the checkpoint
-    records it (`vemo.data.sharpness`), then normalised. Used wherever a trained model is applied."""
-    if stats.get("sharpness"):
-        from vemo.data.sharpness import match_sharpness
-
-        x = match_sharpness(x, stats["sharpness"])
+    """uint8 clips -> what the model takes (normalised with the training statistics). Used wherever a
+    trained model is applied."""
     return normalize(x, stats)
 
 

@@ -3,9 +3,12 @@
 The cache is a folder holding `frames.npy` (N, T, S, S uint8, memory-mappable: a CREMA-D-sized set is
 ~270 MB and is never loaded twice) and `manifest.json` (per clip: source, label, actor, split, whether
 the face was detected; skipped files with reasons; normalisation statistics of the training split).
-Its name is a hash of the preprocessing settings and of the source files (path, size, mtime), so a
-changed setting or file re-prepares and an unchanged one is reused. It is built in a temporary folder
-and renamed into place, so an interrupted prepare never leaves a half cache that looks complete.
+Its name is a hash of the preprocessing settings and of the source files (path, size, mtime, and
+whether the file can be opened: a broken link or missing permission that is fixed since changes the
+key, so files skipped for such reasons are looked at again). It is built in a temporary folder and
+renamed into place, so an interrupted prepare never leaves a half cache that looks complete; the
+temporary folders of killed prepares are removed by the next one. Only the T sampled frames of a clip
+are kept in memory (`vemo.data.video.sample_clip`), so a clip of any length prepares in bounded memory.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -26,11 +31,13 @@ from tqdm import tqdm
 from vemo.config import PrepareConfig
 from vemo.data.datasets import get_reader, read_dataset
 from vemo.data.face import crop_square, track_faces
-from vemo.data.records import Record
+from vemo.data.records import Record, Skipped, access_problem
 from vemo.data.split import TooFewGroups, assign_splits
-from vemo.data.video import ClipError, decode_clip, sample_indices
+from vemo.data.video import ClipError, sample_clip
+from vemo.io import remove_stale_temps
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: truncated clips and images are skipped; FER2013 CSV rows are read line by line
+SHOWN_SKIPPED = 20  # skipped files named on the console; the manifest lists all of them
 # Settings that change the cached content; workers and cache location do not.
 KEYED_SETTINGS = (
     "dataset",
@@ -51,6 +58,14 @@ KEYED_SETTINGS = (
 
 class PrepareError(RuntimeError):
     """Nothing usable came out of a prepare run; the message says why."""
+
+
+class DamagedCache(PrepareError):
+    """A cache file that cannot be read (cut short, overwritten): `file` and `why`."""
+
+    def __init__(self, file: Path, why: str):
+        super().__init__(f"{file}: {why}; delete {file.parent} and prepare again")
+        self.file, self.why = file, why
 
 
 @dataclass
@@ -92,12 +107,11 @@ def process_clip(source: str, cfg: PrepareConfig) -> tuple[np.ndarray, dict]:
     Returns the (T, S, S) clip and facts for the manifest: whether a face was found, how many frames
     the source had (fewer than T: frames were repeated, `padded`).
     """
-    frames = decode_clip(source)
-    picked = [frames[i] for i in sample_indices(len(frames), cfg.frames)]
-    track = track_faces(picked, cfg.face, cfg.detect_frames)
-    crops = [crop_square(f, b, cfg.size, cfg.margin) for f, b in zip(picked, track.boxes, strict=True)]
-    info = {"face_detected": track.detected, "n_frames": len(frames), "padded": len(frames) < cfg.frames}
-    return np.stack(crops), info
+    sampled = sample_clip(source, cfg.frames)
+    track = track_faces(sampled.frames, cfg.face, cfg.detect_frames)
+    crops = [crop_square(f, b, cfg.size, cfg.margin) for f, b in zip(sampled.frames, track.boxes, strict=True)]
+    n = sampled.n_frames
+    return np.stack(crops), {"face_detected": track.detected, "n_frames": n, "padded": n < cfg.frames}
 
 
 def process_still(source: str, cfg: PrepareConfig) -> tuple[np.ndarray, dict]:
@@ -130,17 +144,65 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
-def cache_key(cfg: PrepareConfig, records: list[Record]) -> str:
+def _file_of(source: str) -> str:
+    return source.split("#row")[0]  # a CSV row's file is the CSV
+
+
+def _state(path: str) -> str:
+    """What the cache key knows of a file: size, mtime and whether it can be read, or the error stat
+    gives (a broken link); for a frames folder, also the same of every file in it."""
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        return f"error {err.errno}"
+    state = f"{st.st_size}|{st.st_mtime_ns}|{os.access(path, os.R_OK)}"
+    if stat.S_ISDIR(st.st_mode):
+        try:
+            inside = sorted(f"{e.name}|{_state(e.path)}" for e in os.scandir(path) if not e.is_dir())
+        except OSError as err:
+            inside = [f"error {err.errno}"]
+        state += "|" + hashlib.sha256("\n".join(inside).encode()).hexdigest()
+    return state
+
+
+def check_sources(records: list[Record]) -> tuple[list[Record], list[Skipped], dict[str, str]]:
+    """Records whose file can be opened, the others as Skipped with the reason (a dangling or looping
+    link, no permission: one such file never stops the batch), and each file's state for the cache key."""
+    states: dict[str, str] = {}
+    problems: dict[str, Skipped | None] = {}
+    usable: list[Record] = []
+    unusable: list[Skipped] = []
+    for r in records:
+        path = _file_of(r.source)
+        if path not in states:
+            states[path], problems[path] = _state(path), access_problem(path)
+        if (problem := problems[path]) is None:
+            usable.append(r)
+        else:
+            unusable.append(Skipped(r.source, problem.reason, problem.kind))
+    return usable, unusable, states
+
+
+def cache_key(
+    cfg: PrepareConfig, records: list[Record], skipped: Sequence[Skipped] = (), states: dict[str, str] | None = None
+) -> str:
+    """Settings, then every record with its file's state, then every file skipped while reading with its
+    state: a skipped file that is fixed (or a new one) changes the key, so it is looked at again."""
+    states = {} if states is None else states
+
+    def state_of(source: str) -> str:
+        path = _file_of(source)
+        if path not in states:
+            states[path] = _state(path)
+        return states[path]
+
     h = hashlib.sha256()
     h.update(json.dumps({k: getattr(cfg, k) for k in KEYED_SETTINGS}, sort_keys=True).encode())
     h.update(str(CACHE_VERSION).encode())
-    stats: dict[str, str] = {}
     for r in records:
-        path = r.source.split("#row")[0]  # a CSV row's file is the CSV
-        if path not in stats:
-            st = os.stat(path)
-            stats[path] = f"{st.st_size}|{st.st_mtime_ns}"
-        h.update(f"{r.source}|{stats[path]}|{r.label}|{r.group}|{r.split}\n".encode())
+        h.update(f"{r.source}|{state_of(r.source)}|{r.label}|{r.group}|{r.split}\n".encode())
+    for s in skipped:
+        h.update(f"skipped {s.source}|{state_of(s.source)}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -151,6 +213,14 @@ def summarize(n_ok: int, skipped: list[dict]) -> str:
     kinds = Counter(s["kind"] for s in skipped)
     detail = ", ".join(f"{n} {k}" for k, n in kinds.most_common())
     return f"prepared {n_ok}, skipped {len(skipped)}: {detail}"
+
+
+def skipped_lines(skipped: list[dict], manifest: Path, limit: int = SHOWN_SKIPPED) -> list[str]:
+    """One line per skipped file with its reason, the first `limit`; the rest are in the manifest."""
+    lines = [f"  skipped {s['source']}: {s['reason']}" for s in skipped[:limit]]
+    if len(skipped) > limit:
+        lines.append(f"  ... and {len(skipped) - limit} more; all {len(skipped)} are listed in {manifest}")
+    return lines
 
 
 def _run_jobs(records: list[Record], cfg: PrepareConfig, kind: str, progress: bool):
@@ -201,7 +271,12 @@ def _build(records: list[Record], cfg: PrepareConfig, kind: str, tmp: Path, prog
     skipped = [{"source": records[i].source, "reason": m, "kind": k} for i, (m, k) in sorted(errors.items())]
     if not len(keep):
         reasons = Counter(s["kind"] for s in skipped).most_common()
-        raise PrepareError(f"no clip in {cfg.root} was usable: " + ", ".join(f"{n} {k}" for k, n in reasons))
+        first = skipped[0]
+        raise PrepareError(
+            f"no clip in {cfg.root} was usable: "
+            + ", ".join(f"{n} {k}" for k, n in reasons)
+            + f" (e.g. {first['source']}: {first['reason']})"
+        )
     usable = [records[i] for i in keep]
     splits = _split(usable, cfg, log)  # split only what is usable: stratification sees the clips used
     leakage, drop = _guard_leakage(usable, splits, frames, cfg, "images" if kind == "stills" else "clips", log)
@@ -291,21 +366,40 @@ def _split(records: list[Record], cfg: PrepareConfig, log) -> list[str]:
         return [r.split or "test" for r in records]
 
 
+def _reusable(final: Path, log) -> Prepared | None:
+    """The cache at `final` if there is a complete, readable one; a damaged one is deleted, said so."""
+    if not (final / "manifest.json").exists():
+        return None
+    try:
+        prepared = load_prepared(final)
+    except DamagedCache as err:
+        log(f"warning: {err.file}: {err.why}; preparing the cache again")
+        shutil.rmtree(final, ignore_errors=True)
+        return None
+    skipped = prepared.manifest["skipped"]
+    log(f"reusing cache {final} ({summarize(len(prepared.items), skipped)})")
+    for line in skipped_lines(skipped, final / "manifest.json"):
+        log(line)
+    return prepared
+
+
 def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
     """Read, split, crop and cache a dataset; reuse the cache when settings and files are unchanged."""
     reader = get_reader(cfg.dataset)
     records, unreadable, labels = read_dataset(cfg)
+    records, inaccessible, states = check_sources(records)
+    unreadable = unreadable + inaccessible
     if not records:
-        reasons = "; ".join(f"{Path(s.source).name}: {s.reason}" for s in unreadable[:5])
+        reasons = "; ".join(f"{s.source}: {s.reason}" for s in unreadable[:5])
         raise PrepareError(f"{cfg.root}: no usable {cfg.dataset} files found" + (f" ({reasons})" if reasons else ""))
     if not 10 <= cfg.frames <= 20:
         log(f"warning: T={cfg.frames} frames per clip is outside the 10-20 range vemo is designed for")
-    final = Path(cfg.cache_dir) / f"{cfg.dataset}-{cache_key(cfg, records)}"
-    if (final / "manifest.json").exists():
-        prepared = load_prepared(final)
-        log(f"reusing cache {final} ({summarize(len(prepared.items), prepared.manifest['skipped'])})")
+    final = Path(cfg.cache_dir) / f"{cfg.dataset}-{cache_key(cfg, records, unreadable, states)}"
+    if (prepared := _reusable(final, log)) is not None:
         return prepared
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temps(final.parent):
+        log(f"note: removed {stale}, left by a prepare that was killed")
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -337,7 +431,10 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     prepared = load_prepared(final)
-    log(f"{summarize(len(prepared.items), prepared.manifest['skipped'])}; {_face_summary(prepared)}; cache {final}")
+    skipped = prepared.manifest["skipped"]
+    log(f"{summarize(len(prepared.items), skipped)}; {_face_summary(prepared)}; cache {final}")
+    for line in skipped_lines(skipped, final / "manifest.json"):
+        log(line)
     return prepared
 
 
@@ -360,8 +457,22 @@ def _counts(items: list[dict]) -> dict[str, dict[str, int]]:
 
 
 def load_prepared(path: str | Path) -> Prepared:
+    """A prepared cache, checked to be whole: a damaged manifest.json or frames.npy (a disk filled up,
+    a file cut short by a copy) is a PrepareError naming the file, not a traceback later on."""
     path = Path(path)
     manifest_path = path / "manifest.json"
     if not manifest_path.exists():
         raise FileNotFoundError(f"{path}: not a prepared dataset (no manifest.json); run `vemo prepare` first")
-    return Prepared(path, json.loads(manifest_path.read_text()))
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        n_items = len(manifest["items"])
+    except (ValueError, KeyError, TypeError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise DamagedCache(manifest_path, f"damaged cache manifest ({type(err).__name__}: {err})") from None
+    prepared = Prepared(path, manifest)
+    try:
+        rows = len(prepared.frames())
+    except (ValueError, OSError) as err:
+        raise DamagedCache(path / "frames.npy", f"damaged cache file ({err})") from None
+    if rows != n_items:
+        raise DamagedCache(path / "frames.npy", f"holds {rows} clips but the manifest lists {n_items}")
+    return prepared

@@ -7,7 +7,11 @@ split the dataset itself prescribes. Everything downstream sees only records.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Labels are stored under one vocabulary so models trained on one dataset can be evaluated on another
 # by name. CREMA-D's three-letter codes map onto the FER2013 names.
@@ -61,3 +65,25 @@ class Skipped:
     source: str
     reason: str
     kind: str = "unusable"  # short category for summaries: corrupt, lfs-pointer, bad-name, ...
+
+
+def access_problem(path: str | Path) -> Skipped | None:
+    """Why a source file or frames folder cannot be opened, as a Skipped, or None when it can.
+
+    A dangling or looping symbolic link, a file removed since it was listed, or one without read
+    permission is skipped with its reason, so one such file never stops a batch of thousands.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return Skipped(str(path), "symbolic link loop: the link never reaches a file", "link-loop")
+        if isinstance(err, FileNotFoundError) and os.path.islink(path):
+            return Skipped(str(path), f"dangling symbolic link to {os.readlink(path)}", "broken-link")
+        if isinstance(err, FileNotFoundError):
+            return Skipped(str(path), "file does not exist (removed while preparing?)", "missing")
+        return Skipped(str(path), f"cannot read it ({err.strerror})", "unreadable")
+    mode = os.R_OK | (os.X_OK if stat.S_ISDIR(st.st_mode) else 0)
+    if not os.access(path, mode):
+        return Skipped(str(path), "permission denied: cannot read it", "unreadable")
+    return None

@@ -3,7 +3,9 @@
 Why it exists: vemo's whole pipeline (decode -> face crop -> CNN -> autoencoder -> LSTM) must run with
 nothing downloaded, and the same reader must serve synthetic and real data. So `synthesize` writes
 real FLV files named `VideoFlash/{actor}_{sentence}_{EMO}_{LVL}.flv`, a `VideoDemographics.csv` with
-CREMA-D's header, and `synth.json` with the config used.
+CREMA-D's header, and `synth.json` with the config used. `synth.json` also marks the folder as made by
+`vemo synth`: rendering deletes stale clips and rewrites VideoDemographics.csv, so a folder holding
+files but no marker (a real dataset, say) is refused rather than overwritten.
 
 Generative model. Each actor has a fixed identity (face shape and aspect, jaw taper, skin tone, hair,
 eye distance and size, brow thickness, nose length, mouth width, lip thickness, expressivity). Each
@@ -60,6 +62,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vemo.config import EMOTIONS, LEVELS, SynthConfig
+from vemo.io import OutputError
 
 VERSION = 1  # bump when the renderer changes, so a folder rendered by an older version is re-rendered
 # Drawing scale. 1: draw at the target size (LINE_AA with 4-bit sub-pixel coordinates anti-aliases well
@@ -828,20 +831,42 @@ def _check(cfg: SynthConfig) -> None:
         )
 
 
+def _marker(out: Path) -> dict | None:
+    """The folder's synth.json if `vemo synth` wrote it, else None."""
+    try:
+        meta = json.loads((out / "synth.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("generator") == _manifest(SynthConfig())["generator"] else None
+
+
+def _check_ours(out: Path) -> None:
+    """Refuse a folder `vemo synth` did not make (no synth.json marker) that holds any file: rendering
+    would delete its clips and replace its VideoDemographics.csv. A new or empty folder is fine."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    if not out.exists() or _marker(out) is not None:
+        return
+    example = next((p for p in out.rglob("*") if not p.is_dir()), None)
+    if example is not None:
+        raise OutputError(
+            f"{out}: not a folder made by `vemo synth` (no synth.json) and it holds files (e.g. "
+            f"{example.relative_to(out)}): synth would delete or replace them; give a new or empty folder"
+        )
+
+
 def _prepare_folder(out: Path, cfg: SynthConfig) -> bool:
     """Make `out/VideoFlash`; True if clips already there may be kept (same config and version).
-    Otherwise stale clips are deleted first, so a folder never mixes two configs."""
+    Otherwise stale clips are deleted first, so a folder never mixes two configs. The marker is
+    replaced, never removed, so a folder interrupted mid-way is still recognised as ours."""
+    _check_ours(out)
     video = out / "VideoFlash"
     video.mkdir(parents=True, exist_ok=True)
     for tmp in video.glob("*.tmp.flv"):
         tmp.unlink()
     meta = out / "synth.json"
-    try:
-        keep = json.loads(meta.read_text()) == json.loads(json.dumps(_manifest(cfg)))
-    except (OSError, ValueError):
-        keep = False
+    keep = _marker(out) == json.loads(json.dumps(_manifest(cfg)))
     if not keep:
-        meta.unlink(missing_ok=True)
         for old in video.iterdir():
             if CLIP_RE.match(old.name):
                 old.unlink()

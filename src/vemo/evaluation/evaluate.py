@@ -14,17 +14,19 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from vemo.config import PrepareConfig
 from vemo.data.loader import load_split
 from vemo.data.prepare import KEYED_SETTINGS as PREPARE_KEYED
 from vemo.data.prepare import Prepared
+from vemo.evaluation.calibration import expected_calibration_error, reliability
 from vemo.evaluation.inference import predict
 from vemo.evaluation.metrics import classification_metrics, format_table
 from vemo.evaluation.robustness import DEFAULT_LEVELS, perturb
-from vemo.io import atomic_write, write_json, write_text
-from vemo.reporting.plots import plot_confusion, plot_robustness
-from vemo.training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from vemo.io import atomic_write, check_writable, folder_lock, write_json, write_text
+from vemo.reporting.plots import plot_confusion, plot_reliability, plot_robustness
+from vemo.training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, temperature_of
 
 
 def _check_size(ckpt: dict, prepared: Prepared) -> None:
@@ -73,10 +75,12 @@ def _predictions(ckpt: dict, model, prepared: Prepared, x, y, items, perturbatio
         x = perturb(x, *perturbation)
     labels = mapping["evaluated"]
     cols = [model_labels.index(lab) for lab in labels]
-    result = predict(model, x, ckpt["stats"])
+    result = predict(model, x, ckpt["stats"], temperature=temperature_of(ckpt))
     probs = result["probs"].numpy()[:, cols]
     probs = probs / probs.sum(1, keepdims=True).clip(min=1e-12)
+    raw = torch.softmax(result["logits"][:, cols], dim=1).numpy()  # temperature 1, for the calibration figures
     return {
+        "probs_uncalibrated": raw,
         "mapping": mapping,
         "dropped": int((~keep).sum()),
         "items": [it for it, k in zip(items, keep, strict=True) if k],
@@ -89,13 +93,26 @@ def _predictions(ckpt: dict, model, prepared: Prepared, x, y, items, perturbatio
     }
 
 
-def _load(checkpoint, prepared: Prepared, split: str | None, log):
-    ckpt = load_checkpoint(checkpoint)
-    _check_size(ckpt, prepared)
+def _choose_split(ckpt: dict, prepared: Prepared, split: str | None, log) -> str:
     if split is None:
         split = default_split(ckpt, prepared)
         why = "the model's own dataset: its held-out test split" if split == "test" else "other data: all of it"
         log(f"evaluating split '{split}' ({why}; --split to choose)")
+    return split
+
+
+def output_folder(base: Path, ckpt: dict, prepared: Prepared, split: str) -> Path:
+    """`base` (the run's folder) for the run's own test split; `base/eval-<cache>-<split>` for any other
+    data or split, so evaluating a checkpoint elsewhere never overwrites the run's own results."""
+    if split == "test" and default_split(ckpt, prepared) == "test":
+        return base
+    return base / f"eval-{prepared.path.name}-{split}"
+
+
+def _load(checkpoint, prepared: Prepared, split: str | None, log):
+    ckpt = load_checkpoint(checkpoint)
+    _check_size(ckpt, prepared)
+    split = _choose_split(ckpt, prepared, split, log)
     x, y = load_split(prepared, split)
     if len(x) == 0:
         raise ValueError(f"the {split!r} split of {prepared.path} is empty")
@@ -108,8 +125,7 @@ def evaluate(
 ) -> dict:
     """Evaluate on `split` (None: `default_split`); writes metrics.json, confusion.png, predictions.csv and
     embeddings.npz (clip embeddings, labels, attention weights and a few frames, for the report's figures)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable(out_dir)  # before any inference: a long evaluation never ends in a failed write
     ckpt, model, split, x, y, items = _load(checkpoint, prepared, split, log)
     same_dataset = ckpt["config"]["prepare"]["dataset"] == prepared.manifest["settings"]["dataset"]
     if same_dataset and (diffs := _differences(ckpt, prepared)):
@@ -139,13 +155,31 @@ def evaluate(
             "model": ckpt["config"]["model"]["name"],
             "label_mapping": mapping,
             "skipped": len(prepared.manifest["skipped"]),
+            "calibration": {
+                "temperature": temperature_of(ckpt),
+                "ece": expected_calibration_error(p["probs"], p["truth"]),
+                "ece_uncalibrated": expected_calibration_error(p["probs_uncalibrated"], p["truth"]),
+                "reliability": reliability(p["probs"], p["truth"]),
+                "reliability_uncalibrated": reliability(p["probs_uncalibrated"], p["truth"]),
+            },
         }
     )
     write_json(out / "metrics.json", metrics)
     plot_confusion(np.array(metrics["confusion_matrix"]), labels, out / "confusion.png")
+    cal = metrics["calibration"]
+    plot_reliability(
+        {
+            f"temperature 1 (ECE {cal['ece_uncalibrated']:.3f})": cal["reliability_uncalibrated"],
+            f"temperature {cal['temperature']:.2f} (ECE {cal['ece']:.3f})": cal["reliability"],
+        },
+        out / "reliability.png",
+        f"calibration on {split} ({len(p['truth'])} clips)",
+    )
     _write_predictions(out / "predictions.csv", p["items"], p["truth"], p["probs"], labels)
     _write_embeddings(out / "embeddings.npz", p)
     log(format_table(metrics))
+    t, before, after = cal["temperature"], cal["ece_uncalibrated"], cal["ece"]
+    log(f"calibration: temperature {t:.3f}; ECE {before:.4f} at temperature 1, {after:.4f} at {t:.3f}")
     return metrics
 
 
@@ -221,33 +255,44 @@ def evaluate_command(
     levels: list[float] | None = None,
     progress: bool = True,
     log=print,
+    honour: tuple[str, ...] = (),
 ) -> dict:
     """`vemo evaluate`: prepare the data the way the checkpoint expects, evaluate, optionally perturb.
 
     The checkpoint's own preprocessing and split settings are used, so frames match what the model
     saw and "test" means the groups it was kept away from; only where the data lives (and which reader)
     comes from the command line. With no --dataset/--root, the checkpoint's own dataset is used.
+    Results go to --out, else to the checkpoint's folder for its own test split and to a folder of
+    their own inside it for other data (`output_folder`); the folder is checked to be writable before
+    anything is computed, and locked while it is written.
     """
     from vemo.data.prepare import load_prepared, prepare
     from vemo.training.checkpoint import SHIPPED
 
     if perturb and levels and len(perturb) > 1:
         raise ValueError("--levels applies to one --perturb kind at a time (their units differ)")
+    ckpt = load_checkpoint(checkpoint)
+    base = check_writable(out or (Path("runs/evaluate") if str(checkpoint) in SHIPPED else Path(checkpoint).parent))
     if data:
         prepared = load_prepared(data)
     else:
-        trained = load_checkpoint(checkpoint)["config"]["prepare"]
-        keep = ("workers", "cache_dir") + (("dataset", "root") if dataset_given else ())
-        for key, value in trained.items():
+        keep = ("workers", "cache_dir", *honour) + (("dataset", "root") if dataset_given else ())
+        for key in honour:  # prepare keys the user set with --set: theirs, not the checkpoint's
+            trained = ckpt["config"]["prepare"].get(key)
+            log(f"prepare.{key}={getattr(cfg.prepare, key)!r} as given (the model was trained with {trained!r})")
+        for key, value in ckpt["config"]["prepare"].items():
             if key not in keep and hasattr(cfg.prepare, key):
                 setattr(cfg.prepare, key, value)
         prepared = prepare(cfg.prepare, progress=progress, log=log)
-    default_out = Path("runs/evaluate") if str(checkpoint) in SHIPPED else Path(checkpoint).parent
-    out_dir = Path(out) if out else default_out
-    metrics = evaluate(checkpoint, prepared, out_dir, split=split, log=log)
-    log(f"metrics: {out_dir / 'metrics.json'}")
-    if perturb:
-        kinds = {k: (levels or DEFAULT_LEVELS[k]) for k in perturb}
-        robustness(checkpoint, prepared, out_dir, metrics["split"], kinds, log=log)
-        log(f"robustness: {out_dir / 'robustness.json'}")
+    split = _choose_split(ckpt, prepared, split, log)
+    out_dir = base if out else output_folder(base, ckpt, prepared, split)
+    if out_dir != base:
+        log(f"not the run's own test split: writing to {out_dir} (the run's own results stay as they are)")
+    with folder_lock(out_dir, "vemo evaluate", log=log):
+        metrics = evaluate(checkpoint, prepared, out_dir, split=split, log=log)
+        log(f"metrics: {out_dir / 'metrics.json'}")
+        if perturb:
+            kinds = {k: (levels or DEFAULT_LEVELS[k]) for k in perturb}
+            robustness(checkpoint, prepared, out_dir, metrics["split"], kinds, log=log)
+            log(f"robustness: {out_dir / 'robustness.json'}")
     return metrics

@@ -10,15 +10,17 @@ from vemo.data.loader import model_inputs
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, x: torch.Tensor, stats: dict[str, float], batch_size: int = 64
+    model: nn.Module, x: torch.Tensor, stats: dict[str, float], batch_size: int = 64, temperature: float = 1.0
 ) -> dict[str, torch.Tensor]:
-    """x: (N, T, S, S) uint8 clips -> probs (N, C), embedding (N, E), attention (N, T) if present."""
+    """x: (N, T, S, S) uint8 clips -> logits (N, C), probs (N, C) = softmax(logits / temperature),
+    embedding (N, E), attention (N, T) if present."""
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(x), batch_size):
         out = model(model_inputs(x[start : start + batch_size], stats))
-        parts.setdefault("probs", []).append(torch.softmax(out["logits"], dim=1))
-        for key in ("embedding", "attention"):
-            if key in out:
-                parts.setdefault(key, []).append(out[key])
+        parts.setdefault("logits", []).append(out.logits)
+        parts.setdefault("probs", []).append(torch.softmax(out.logits / temperature, dim=1))
+        parts.setdefault("embedding", []).append(out.embedding)
+        if out.attention is not None:
+            parts.setdefault("attention", []).append(out.attention)
     return {k: torch.cat(v) for k, v in parts.items()}

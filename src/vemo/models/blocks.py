@@ -6,12 +6,17 @@ import torch
 from torch import nn
 
 
-def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
+    """Convolution then batch norm, kept together in one `nn.Sequential` so that `fuse_conv_bn` finds
+    every pair in the network (plain blocks and residual ones alike) and folds it for inference."""
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False),
         nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
     )
+
+
+def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(*conv_bn(cin, cout, stride=stride), nn.ReLU(inplace=True))
 
 
 class ConvStage(nn.Sequential):
@@ -26,18 +31,15 @@ class BasicBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv1 = conv_bn(cin, cout, stride=stride)
+        self.conv2 = conv_bn(cout, cout)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = conv_bn(cin, cout, kernel=1, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self.conv2(self.relu(self.conv1(x)))
         return self.relu(out + self.shortcut(x))
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vemo.models.base import ClipModel, ClipOutput
+
 
 def conv3d_bn_relu(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv3d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout), nn.ReLU(inplace=True))
@@ -23,10 +25,8 @@ class Stage3d(nn.Sequential):
         super().__init__(conv3d_bn_relu(cin, cout), conv3d_bn_relu(cout, cout), nn.MaxPool3d(pool, ceil_mode=True))
 
 
-class C3D(nn.Module):
-    """(B, T, S, S) normalised frames -> dict(logits, embedding)."""
-
-    has_autoencoder = False
+class C3D(ClipModel):
+    """(B, T, S, S) normalised frames -> ClipOutput(logits, embedding)."""
 
     def __init__(self, n_classes: int, width: int = 16, embed_dim: int = 128, dropout: float = 0.3):
         super().__init__()
@@ -42,6 +42,6 @@ class C3D(nn.Module):
         self.embed = nn.Sequential(nn.Linear(8 * w, embed_dim), nn.ReLU(inplace=True), nn.Dropout(dropout))
         self.classifier = nn.Linear(embed_dim, n_classes)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> ClipOutput:
         h = self.embed(self.features(x.unsqueeze(1)))
-        return {"logits": self.classifier(h), "embedding": h}
+        return ClipOutput(logits=self.classifier(h), embedding=h)

@@ -5,14 +5,18 @@ Every CNN+sequence variant is this one class with different parts; the registry 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from vemo.models.autoencoder import Bottleneck, FrameDecoder
+from vemo.models.base import ClipModel, ClipOutput
+from vemo.models.temporal import LSTMHead
 
 
-class FrameSequenceClassifier(nn.Module):
-    """(B, T, S, S) normalised frames -> dict(logits, embedding, codes[, attention]).
+class FrameSequenceClassifier(ClipModel):
+    """(B, T, S, S) normalised frames -> ClipOutput(logits, embedding, codes[, attention]).
 
     `codes` (B, T, D) are the per-frame inputs of the temporal head: the autoencoder's code when there
     is one, the CNN features otherwise. The trainer decodes a few of them for the reconstruction loss,
@@ -22,7 +26,7 @@ class FrameSequenceClassifier(nn.Module):
     def __init__(
         self,
         encoder: nn.Module,
-        temporal: nn.Module,
+        temporal: LSTMHead,
         bottleneck: Bottleneck | None = None,
         decoder: FrameDecoder | None = None,
     ):
@@ -31,6 +35,8 @@ class FrameSequenceClassifier(nn.Module):
         self.bottleneck = bottleneck
         self.decoder = decoder
         self.temporal = temporal
+
+    has_frame_encoder = True
 
     @property
     def code_dim(self) -> int:
@@ -51,12 +57,10 @@ class FrameSequenceClassifier(nn.Module):
     def reconstruct(self, codes: torch.Tensor) -> torch.Tensor:
         """(N, D) codes -> (N, 1, S, S) reconstructed frames (autoencoder variants only)."""
         if self.decoder is None:
-            raise RuntimeError("this variant has no autoencoder to reconstruct with")
+            return super().reconstruct(codes)
         return self.decoder(codes)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> ClipOutput:
         b, t = x.shape[:2]
         codes = self.encode_frames(x.reshape(b * t, *x.shape[2:])).view(b, t, -1)
-        out = self.temporal(codes)
-        out["codes"] = codes
-        return out
+        return replace(self.temporal(codes), codes=codes)

@@ -1,11 +1,14 @@
-"""Model variants by name (timm style): `build_model(cfg, n_classes, frame_size)`.
+"""Model variants by name (timm style): `build_model("cnn_ae_lstm", n_classes=7, width=32)`.
 
 Each variant is a small function composing the same named parts; adding one is adding a function.
+Keyword arguments are the fields of `ModelConfig` (unknown ones are a TypeError naming them);
+`model_from_config` is the one adapter from a config section.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 
 import torch
 from torch import nn
@@ -13,12 +16,13 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from vemo.config import ModelConfig
 from vemo.models.autoencoder import Bottleneck, FrameDecoder
+from vemo.models.base import ClipModel
 from vemo.models.c3d import C3D
 from vemo.models.clip_model import FrameSequenceClassifier
 from vemo.models.encoders import build_encoder
 from vemo.models.temporal import LSTMHead
 
-MODELS: dict[str, Callable[[ModelConfig, int, int], nn.Module]] = {}
+MODELS: dict[str, Callable[[ModelConfig, int, int], ClipModel]] = {}
 
 
 def register_model(name: str):
@@ -38,12 +42,12 @@ def _lstm(cfg: ModelConfig, in_dim: int, n_classes: int, attention: bool = False
 
 
 @register_model("cnn_lstm")
-def cnn_lstm(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Module:
+def cnn_lstm(cfg: ModelConfig, n_classes: int, frame_size: int) -> ClipModel:
     """Frame CNN -> LSTM -> dense: the baseline the autoencoder is measured against."""
     return FrameSequenceClassifier(_encoder(cfg), _lstm(cfg, cfg.feature_dim, n_classes))
 
 
-def _cnn_ae(cfg: ModelConfig, n_classes: int, frame_size: int, attention: bool) -> nn.Module:
+def _cnn_ae(cfg: ModelConfig, n_classes: int, frame_size: int, attention: bool) -> ClipModel:
     return FrameSequenceClassifier(
         _encoder(cfg),
         _lstm(cfg, cfg.bottleneck_dim, n_classes, attention),
@@ -53,19 +57,19 @@ def _cnn_ae(cfg: ModelConfig, n_classes: int, frame_size: int, attention: bool) 
 
 
 @register_model("cnn_ae_lstm")
-def cnn_ae_lstm(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Module:
+def cnn_ae_lstm(cfg: ModelConfig, n_classes: int, frame_size: int) -> ClipModel:
     """Frame CNN -> denoising autoencoder bottleneck -> LSTM -> dense (vemo's main model)."""
     return _cnn_ae(cfg, n_classes, frame_size, attention=False)
 
 
 @register_model("cnn_ae_lstm_attn")
-def cnn_ae_lstm_attn(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Module:
+def cnn_ae_lstm_attn(cfg: ModelConfig, n_classes: int, frame_size: int) -> ClipModel:
     """As cnn_ae_lstm, with soft attention over the LSTM outputs instead of the last step."""
     return _cnn_ae(cfg, n_classes, frame_size, attention=True)
 
 
 @register_model("c3d")
-def c3d(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Module:
+def c3d(cfg: ModelConfig, n_classes: int, frame_size: int) -> ClipModel:
     """3D CNN over the whole clip (space and time together), no LSTM: the non-recurrent baseline.
 
     Half the 2D encoder's width: a 3x3x3 convolution costs 3x a 3x3 one at every frame, so at half width
@@ -74,17 +78,24 @@ def c3d(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Module:
     return C3D(n_classes, width=max(4, cfg.width // 2), embed_dim=cfg.hidden, dropout=cfg.dropout)
 
 
-def build_model(cfg: ModelConfig, n_classes: int, frame_size: int) -> nn.Module:
+def build_model(name: str, n_classes: int, frame_size: int = 48, **kwargs) -> ClipModel:
+    """The variant `name` for `n_classes` classes and `frame_size`-pixel frames; `kwargs` override the
+    `ModelConfig` defaults (encoder, width, feature_dim, bottleneck_dim, hidden, dropout, ...)."""
     try:
-        factory = MODELS[cfg.name]
+        factory = MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(MODELS))}") from None
-    return factory(cfg, n_classes, frame_size)
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+    return factory(ModelConfig(name=name, **kwargs), n_classes, frame_size)
+
+
+def model_from_config(cfg: ModelConfig, n_classes: int, frame_size: int) -> ClipModel:
+    """`build_model` with every setting taken from a config section."""
+    return build_model(n_classes=n_classes, frame_size=frame_size, **asdict(cfg))
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:
-    """The faster memory layout for CPU convolutions here (+30-100% measured): channels-last for 2D
-    convolutions, its 3D form for models with 3D convolutions (c3d)."""
+    """The faster memory layout for CPU convolutions (bench/train_speed.py, bench/predict.py): channels-last
+    for 2D convolutions, its 3D form for models with 3D convolutions (c3d)."""
     is_3d = any(isinstance(m, nn.Conv3d) for m in model.modules())
     return model.to(memory_format=torch.channels_last_3d if is_3d else torch.channels_last)
 
@@ -95,7 +106,8 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
 
     Why: in eval mode a batch norm is a fixed per-channel affine map, so conv + BN is one conv with
     rescaled weights and a bias; dropping the separate BN pass saves a memory-bound sweep over every
-    feature map: median +7 % (1-16 %) over six paired 5-s runs of the shipped model on 2 cores. Outputs agree to ~1e-6.
+    feature map (bench/predict.py prints both). Every encoder keeps its convolution and batch norm together
+    in one `nn.Sequential` (`blocks.conv_bn`), residual blocks included, so no batch norm is left after this.
     """
     if model.training:
         raise ValueError("fuse_conv_bn is for inference: call model.eval() first")
@@ -126,3 +138,21 @@ def flops_per_clip(model: nn.Module, frames: int, size: int) -> int:
         model(torch.zeros(1, frames, size, size))
     model.train(was_training)
     return counter.get_total_flops()
+
+
+def model_table(cfg: ModelConfig, frames: int, size: int, n_classes: int = 6) -> list[dict]:
+    """One row per registered variant, built with `cfg`'s settings: name, parameters, FLOPs per clip and
+    the first line of its docstring (what `vemo models` prints)."""
+    rows = []
+    for name, factory in sorted(MODELS.items()):
+        model = model_from_config(ModelConfig(**{**asdict(cfg), "name": name}), n_classes, size)
+        doc = (factory.__doc__ or "").strip().splitlines()[0]
+        rows.append(
+            {
+                "name": name,
+                "parameters": count_parameters(model),
+                "flops": flops_per_clip(model, frames, size),
+                "description": doc,
+            }
+        )
+    return rows

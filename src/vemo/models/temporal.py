@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vemo.models.base import ClipOutput
+
 
 class AttentionPool(nn.Module):
     """Additive (Bahdanau-style) attention over time: a softmax weight per frame, summing to 1.
@@ -56,13 +58,13 @@ class LSTMHead(nn.Module):
             nn.Linear(hidden, n_classes),
         )
 
-    def forward(self, codes: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, codes: torch.Tensor) -> ClipOutput:
         out, _ = self.lstm(codes)
+        weights = None
         if self.attention is not None:
             pooled, weights = self.attention(out)
-            extra = {"attention": weights}
         elif self.bidirectional:  # forward direction's last step, backward direction's first
-            pooled, extra = torch.cat([out[:, -1, : self.hidden], out[:, 0, self.hidden :]], dim=1), {}
+            pooled = torch.cat([out[:, -1, : self.hidden], out[:, 0, self.hidden :]], dim=1)
         else:
-            pooled, extra = out[:, -1], {}
-        return {"logits": self.classifier(pooled), "embedding": pooled, **extra}
+            pooled = out[:, -1]
+        return ClipOutput(logits=self.classifier(pooled), embedding=pooled, attention=weights)

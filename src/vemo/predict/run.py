@@ -1,47 +1,84 @@
-"""`vemo predict`: emotions over time in any video, per face, as CSV/JSON, a timeline plot, an annotated video.
+"""Emotions over time in a video (or in a still image), per face: the rows behind `vemo.predict` and `vemo predict`.
 
 Each window of `window_s` seconds (T frames sampled in it, like a training clip) is classified; the
 probabilities are smoothed over time per face (exponential moving average) so the label does not
-flicker between neighbouring windows. Windows without a face say so instead of guessing.
+flicker between neighbouring windows. Windows without a face say so instead of guessing. A still image
+becomes T frames of simulated head motion (`vemo.data.stills`, the fixed protocol `vemo evaluate`
+applies to image datasets) and gives one row per face.
+
+Nothing here writes files or prints: `vemo.predict.api` turns rows into a table, `cli_support` writes them.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from vemo.config import config_from_dict
+from vemo.data.face import crop_square, detect_all
 from vemo.data.loader import model_inputs
-from vemo.io import write_text
+from vemo.data.stills import to_sequences
+from vemo.data.video import ClipError
 from vemo.models.registry import fuse_conv_bn, to_channels_last
 from vemo.predict.stream import FaceWindows, Frame, video_fps, video_frames
-from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint
+from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint, temperature_of
 
 NO_FACE = "no-face"
+DIGITS = 6  # probabilities are rounded to 1e-6: exact enough to compare runtimes, short in CSV/JSON
+CLIP = "clip"  # window="clip": the whole clip as one window, sampled as `vemo evaluate` samples it
+WINDOW_HELP = {"window": " or 'clip'", "hop": ""}
+PENDING = "..."  # the annotated video's label for a face seen before its first complete window
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`cpu`, `cuda` or `cuda:N`; asking for CUDA where PyTorch has none is an error, not a silent CPU run."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r}: use 'cpu' or 'cuda' (or 'cuda:N')") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but this PyTorch ({torch.__version__}) sees no CUDA GPU")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {name!r}: use 'cpu' or 'cuda' (or 'cuda:N')")
+    return device
 
 
 class Predictor:
     """A checkpoint ready to classify windows: the model, its labels, frame size, T and statistics."""
 
-    def __init__(self, checkpoint: str | Path, threads: int = 0):
+    def __init__(self, checkpoint: str | Path, threads: int = 0, device: str = "cpu"):
         if threads:
             torch.set_num_threads(threads)
         ckpt = load_checkpoint(checkpoint)
+        self.device = resolve_device(device)
         # channels-last ~1.4x and conv+BN folding ~1.07x faster on CPU (bench/predict.py)
-        self.model = to_channels_last(fuse_conv_bn(model_from_checkpoint(ckpt)))
+        self.model = to_channels_last(fuse_conv_bn(model_from_checkpoint(ckpt))).to(self.device)
         self.labels: list[str] = list(ckpt["labels"])
-        prep = ckpt["config"]["prepare"]
-        self.frames, self.size, self.margin = prep["frames"], prep["size"], prep["margin"]
+        self.prepare = config_from_dict(ckpt["config"]).prepare  # how its training clips were made
+        self.frames, self.size, self.margin = self.prepare.frames, self.prepare.size, self.prepare.margin
         self.stats = ckpt["stats"]
+        self.temperature = temperature_of(ckpt)  # fitted on the validation split: confidences mean what they say
 
     @torch.inference_mode()
     def probabilities(self, clips: np.ndarray) -> np.ndarray:
-        """(B, T, S, S) uint8 crops -> (B, C) class probabilities."""
-        x = model_inputs(torch.from_numpy(clips), self.stats)
-        return torch.softmax(self.model(x)["logits"], dim=1).numpy()
+        """(B, T, S, S) uint8 crops -> (B, C) calibrated class probabilities, softmax(logits / temperature)."""
+        x = model_inputs(torch.from_numpy(np.ascontiguousarray(clips)).to(self.device), self.stats)
+        return torch.softmax(self.model(x).logits / self.temperature, dim=1).cpu().numpy()
+
+
+def check_window(window_s: float | str, hop_s: float) -> None:
+    """Refuse windows and hops that cannot advance through time (they would loop or divide by zero)."""
+    if window_s == CLIP:
+        window_s = 1.0
+    for name, value in (("window", window_s), ("hop", hop_s)):
+        if not isinstance(value, int | float) or not value > 0:  # also catches NaN
+            raise ValueError(f"--{name} must be a positive number of seconds{WINDOW_HELP[name]} (got {value})")
 
 
 def predict_frames(
@@ -53,18 +90,24 @@ def predict_frames(
     smooth: float = 0.6,
     on_frame=None,
 ) -> list[dict]:
-    """Rows, one per (window, face): start, end, status, label, confidence, p_<class>, smoothed p_<class>.
+    """Rows, one per (window, face): face, start, end, status, label, confidence, x, y, w, h, found,
+    p_<class> and smoothed p_<class>.
 
-    `on_frame(frame, current)` is called for every decoded frame with the latest row per face (for
-    drawing an annotated video).
+    `on_frame(frame, overlay)` is called for every decoded frame with what to draw per face id: the
+    face's current box and its latest row's label (`PENDING` before the face's first window).
+    Raises ClipError when no frame decoded or too few were sampled to classify anything.
     """
+    check_window(window_s, hop_s)
     faces = FaceWindows(predictor.frames, predictor.size, predictor.margin, all_faces)
     step = window_s / predictor.frames
     next_sample = next_emit = None  # clocks start at the first frame's time (streams may not start at 0)
     rows: list[dict] = []
     ema: dict[int, np.ndarray] = {}
     current: dict[int, dict] = {}
+    overlay: dict[int, dict] = {}
+    decoded = 0
     for frame in frames:
+        decoded += 1
         if next_sample is None:
             next_sample, next_emit = frame.time, frame.time + window_s - step / 2
         if frame.time + 1e-6 >= next_sample:
@@ -73,11 +116,36 @@ def predict_frames(
             if frame.time + 1e-6 >= next_emit and len(faces.times) == predictor.frames:
                 current = _emit(faces, predictor, ema, smooth, rows)
                 next_emit = max(next_emit + hop_s, frame.time + hop_s / 2)
+            overlay = _overlay(faces, current)
         if on_frame is not None:
-            on_frame(frame, current)
-    if not rows and len(faces.times) >= 2:  # a video shorter than one window: classify what there is
-        _emit(faces, predictor, ema, smooth, rows, final=True)
+            on_frame(frame, overlay)
+    if not rows:
+        _too_short(decoded, len(faces.times), window_s)
+        _emit(faces, predictor, ema, smooth, rows, final=True)  # shorter than one window: classify what there is
     return rows
+
+
+def _too_short(decoded: int, sampled: int, window_s: float) -> None:
+    """The real reason a video gave no window (instead of an empty, successful-looking result)."""
+    if decoded == 0:
+        raise ClipError("no frames could be decoded (zero-frame or corrupt video)", "empty")
+    if sampled < 2:
+        raise ClipError(
+            f"too short: {decoded} frame(s) decoded, {sampled} sampled; a window needs at least 2 "
+            f"(a still image? give it as an image file)",
+            "too-short",
+        )
+
+
+def _overlay(faces: FaceWindows, current: dict[int, dict]) -> dict[int, dict]:
+    """Per live face track: its latest box and the label of its latest window (PENDING before one)."""
+    out = {}
+    for tr in faces.tracks:
+        row = current.get(tr.id, {"status": PENDING, "label": PENDING, "confidence": None})
+        out[tr.id] = {**row, "face": tr.id, "box": tr.box.copy()}
+    if not out and -1 in current:
+        out[-1] = current[-1]
+    return out
 
 
 def _emit(
@@ -91,60 +159,94 @@ def _emit(
     return current
 
 
+def _box(box) -> dict[str, float]:
+    return dict(zip("xywh", (round(float(v), 1) for v in box), strict=True))
+
+
 def _row(w, predictor: Predictor, ema: dict[int, np.ndarray], smooth: float) -> dict:
-    row = {"face": w.track, "start": round(w.start, 3), "end": round(w.end, 3), "found": w.found}
-    row["box"] = [round(float(v), 1) for v in w.box]
+    row = {"face": w.track, "start": round(w.start, 3), "end": round(w.end, 3), "found": w.found, **_box(w.box)}
     if w.crops is None:
         ema.pop(w.track, None)  # after a gap, smoothing starts afresh
         return {**row, "status": NO_FACE, "label": NO_FACE, "confidence": None}
     p = predictor.probabilities(w.crops[None])[0]
     s = p if w.track not in ema else smooth * ema[w.track] + (1 - smooth) * p
     ema[w.track] = s
+    return {**row, **_labelled(p, s, predictor.labels)}
+
+
+def _labelled(p: np.ndarray, s: np.ndarray, labels: list[str]) -> dict:
+    """Label and confidence from the smoothed probabilities `s`; raw (p_) and smoothed ones per class."""
     k = int(s.argmax())
-    row.update(status="ok", label=predictor.labels[k], confidence=round(float(s[k]), 4))
-    row.update({f"p_{lab}": round(float(v), 4) for lab, v in zip(predictor.labels, p, strict=True)})
-    row.update({f"smoothed_{lab}": round(float(v), 4) for lab, v in zip(predictor.labels, s, strict=True)})
-    return row
+    out = {"status": "ok", "label": labels[k], "confidence": round(float(s[k]), DIGITS)}
+    out.update({f"p_{lab}": round(float(v), DIGITS) for lab, v in zip(labels, p, strict=True)})
+    out.update({f"smoothed_{lab}": round(float(v), DIGITS) for lab, v in zip(labels, s, strict=True)})
+    return out
 
 
-def write_rows(rows: list[dict], labels: list[str], csv_path: Path, json_path: Path, meta: dict) -> None:
-    cols = ["face", "start", "end", "status", "label", "confidence", "found"]
-    cols += [f"p_{lab}" for lab in labels] + [f"smoothed_{lab}" for lab in labels]
-    lines = [",".join(cols)]
-    for r in rows:
-        lines.append(",".join("" if r.get(c) is None else str(r.get(c, "")) for c in cols))
-    write_text(csv_path, "\n".join(lines) + "\n")
-    write_text(json_path, json.dumps({**meta, "labels": labels, "windows": rows}, indent=1))
+def predict_image(gray: np.ndarray, predictor: Predictor, all_faces: bool = False) -> list[dict]:
+    """One row per face of a still (the largest only unless `all_faces`), or one no-face row.
+
+    The face crop becomes T frames by the fixed still -> sequence protocol `vemo evaluate` uses for
+    image datasets, so an image gets the same probabilities from `predict` as from `evaluate`'s inputs.
+    """
+    boxes = detect_all(gray)
+    if not boxes:
+        return [{"face": -1, "start": 0.0, "end": 0.0, "found": 0, **_box(np.zeros(4)), "status": NO_FACE,
+                 "label": NO_FACE, "confidence": None}]  # fmt: skip
+    boxes = boxes if all_faces else boxes[:1]
+    crops = np.stack([crop_square(gray, b, predictor.size, predictor.margin) for b in boxes])
+    clips = to_sequences(torch.from_numpy(crops[:, None]), predictor.frames).numpy()
+    probs = predictor.probabilities(clips)
+    return [
+        {"face": k, "start": 0.0, "end": 0.0, "found": 1, **_box(b), **_labelled(p, p, predictor.labels)}
+        for k, (b, p) in enumerate(zip(boxes, probs, strict=True))
+    ]
+
+
+def predict_clip(source: str | Path, predictor: Predictor) -> list[dict]:
+    """The whole clip as one window, made exactly as `vemo prepare` makes a training or evaluation clip
+    (`process_clip`: T frames spread over the whole clip, the face found on a few and interpolated, a
+    centre crop where none is found), so `predict --window clip` and `evaluate` agree on a clip.
+    Status is `centre-crop` when no face was found (the label is still given, as `evaluate` gives one)."""
+    from vemo.data.prepare import process_clip
+
+    crops, info = process_clip(str(source), predictor.prepare)
+    p = predictor.probabilities(crops[None])[0]
+    duration = round(info["n_frames"] / video_fps(source), 3)
+    row = {"face": 0, "start": 0.0, "end": duration, "found": len(crops) if info["face_detected"] else 0}
+    row.update({"x": None, "y": None, "w": None, "h": None, **_labelled(p, p, predictor.labels)})
+    return [{**row, "status": "ok" if info["face_detected"] else "centre-crop"}]
 
 
 def predict_video(
     source: str | Path,
     predictor: Predictor,
-    out_dir: str | Path,
     window_s: float = 2.0,
     hop_s: float = 0.5,
     all_faces: bool = False,
     annotate: str | Path | None = None,
-    progress: bool = True,
-    name: str | None = None,
-) -> dict:
-    """Predict one video into out_dir/<name>.csv|.json|.png (and an annotated video if asked); `name`
-    defaults to the file's stem."""
-    from vemo.predict.annotate import AnnotatedWriter
-    from vemo.reporting.plots import plot_timeline
+    progress: bool = False,
+) -> tuple[list[dict], dict]:
+    """Rows of one video file and facts about the run (frames decoded); an annotated copy if asked.
 
-    source, out = Path(source), Path(out_dir)
-    writer = AnnotatedWriter(annotate, predictor.labels, video_fps(source)) if annotate else None
+    Raises ClipError for unusable files (the annotated video is then not left half-written).
+    """
+    from vemo.predict.annotate import AnnotatedWriter
+
+    source = Path(source)
+    if window_s == CLIP:
+        return predict_clip(source, predictor), {"window": CLIP}
+    writer = AnnotatedWriter(annotate, all_faces, video_fps(source)) if annotate else None
     frames = video_frames(source, want_rgb=writer is not None)
     bar = tqdm(desc=source.name, unit="frame", disable=not progress, leave=False)
     decoded = 0
 
-    def on_frame(frame: Frame, current: dict) -> None:
+    def on_frame(frame: Frame, overlay: dict) -> None:
         nonlocal decoded
         decoded += 1
         bar.update()
         if writer is not None:
-            writer.write(frame, current)
+            writer.write(frame, overlay)
 
     try:
         rows = predict_frames(frames, predictor, window_s, hop_s, all_faces, on_frame=on_frame)
@@ -156,11 +258,7 @@ def predict_video(
         bar.close()
     if writer is not None:
         writer.close()
-    meta = {"video": str(source), "window_s": window_s, "hop_s": hop_s, "frames_decoded": decoded}
-    name = name or source.stem
-    write_rows(rows, predictor.labels, out / f"{name}.csv", out / f"{name}.json", meta)
-    plot_timeline(rows, predictor.labels, out / f"{name}.png", title=source.name)
-    return {**meta, "rows": rows, "summary": summarize(rows)}
+    return rows, {"frames_decoded": decoded}
 
 
 def summarize(rows: list[dict]) -> dict:

@@ -1,4 +1,9 @@
-"""Figures: training curves and confusion matrices (PNG, written atomically)."""
+"""Figures: training curves and confusion matrices (PNG, written atomically).
+
+Figures are `matplotlib.figure.Figure` objects rendered by the Agg canvas they create, never pyplot:
+importing vemo must not switch matplotlib's backend (that would break a notebook's inline plots), and
+figures made here never enter pyplot's global list, so none is left open.
+"""
 
 from __future__ import annotations
 
@@ -7,51 +12,88 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from vemo.io import atomic_write  # noqa: E402
+from vemo.io import atomic_write
 
 
-def _save(fig, path: str | Path) -> None:
-    try:
-        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120, bbox_inches="tight"))
-    finally:
-        plt.close(fig)
+def _subplots(*grid: int, figsize: tuple[float, float], **kw):
+    """`pyplot.subplots` without pyplot: a standalone Figure (no backend, no global state) and its axes."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kw)
+
+
+def _save(fig: Figure, path: str | Path) -> None:
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120, bbox_inches="tight"))
 
 
 def _floats(rows: list[dict], key: str) -> np.ndarray:
     return np.array([float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows])
 
 
+def _train_val(ax, rows: list[dict], key: str, title: str, x_offset: float = 0.0) -> None:
+    ep = _floats(rows, "epoch") + x_offset
+    ax.plot(ep, _floats(rows, f"train_{key}"), "o-", ms=3, label="train")
+    if np.isfinite(_floats(rows, f"val_{key}")).any():
+        ax.plot(ep, _floats(rows, f"val_{key}"), "s-", ms=3, label="val")
+    ax.set(title=title, xlabel="epoch")
+    ax.legend()
+    ax.grid(alpha=0.3)
+
+
 def plot_curves(history_csv: str | Path, png: str | Path) -> None:
-    """Loss and accuracy per joint-training epoch (train vs val), plus pretraining reconstruction loss."""
+    """Per epoch, train vs val: frame pretraining (frame loss, frame accuracy, reconstruction MSE) on
+    the first row when there was any, joint training (clip loss and accuracy) on the last row.
+
+    Training losses include label smoothing (and, for the joint stage, the weighted reconstruction) and
+    are measured on augmented inputs while the weights move; validation losses are plain cross-entropy
+    on clean inputs at the epoch's end. Compare their trends, not their levels."""
     with open(history_csv) as fh:
         rows = list(csv.DictReader(fh))
     joint = [r for r in rows if r["stage"] == "joint"]
     pre = [r for r in rows if r["stage"] == "pretrain"]
-    ncols = 3 if pre else 2
-    fig, axes = plt.subplots(1, ncols, figsize=(4.2 * ncols, 3.4))
-    ep = _floats(joint, "epoch")
-    axes[0].plot(ep, _floats(joint, "train_loss"), "o-", label="train")
-    axes[0].plot(ep, _floats(joint, "val_loss"), "s-", label="val")
-    axes[0].set(title="loss (cross-entropy [+ recon])", xlabel="epoch")
-    axes[1].plot(ep, _floats(joint, "train_acc"), "o-", label="train")
-    axes[1].plot(ep, _floats(joint, "val_acc"), "s-", label="val")
-    axes[1].set(title="accuracy", xlabel="epoch", ylim=(0, 1))
-    for ax in axes[:2]:
-        ax.legend()
-        ax.grid(alpha=0.3)
+    nrows = 2 if pre else 1
+    fig, axes = _subplots(nrows, 3, figsize=(12.6, 3.4 * nrows), squeeze=False)
     if pre:
-        axes[2].plot(_floats(pre, "epoch"), _floats(pre, "recon_loss"), "o-", label="pretrain")
-        rec = _floats(joint, "recon_loss")
+        _train_val(axes[0, 0], pre, "loss", "frame pretraining: loss")
+        _train_val(axes[0, 1], pre, "acc", "frame pretraining: accuracy (probe)")
+        rec = _floats(pre, "recon_loss")
         if np.isfinite(rec).any():
-            axes[2].plot(ep + len(pre), rec, "s-", label="joint")
-        axes[2].set(title="reconstruction MSE", xlabel="epoch (pretrain, then joint)")
-        axes[2].legend()
-        axes[2].grid(alpha=0.3)
+            axes[0, 2].plot(_floats(pre, "epoch"), rec, "o-", ms=3)
+            axes[0, 2].set(title="pretraining reconstruction MSE", xlabel="epoch")
+            axes[0, 2].grid(alpha=0.3)
+        else:
+            axes[0, 2].axis("off")
+    _train_val(axes[-1, 0], joint, "loss", "clips: loss (train: + smoothing, recon)")
+    _train_val(axes[-1, 1], joint, "acc", "clips: accuracy")
+    rec = _floats(joint, "recon_loss")
+    if np.isfinite(rec).any():
+        axes[-1, 2].plot(_floats(joint, "epoch"), rec, "o-", ms=3)
+        axes[-1, 2].set(title="joint reconstruction MSE", xlabel="epoch")
+        axes[-1, 2].grid(alpha=0.3)
+    else:
+        axes[-1, 2].axis("off")
+    fig.tight_layout()
+    _save(fig, png)
+
+
+def plot_reliability(curves: dict[str, dict], png: str | Path, title: str = "") -> None:
+    """Reliability diagram: accuracy against confidence per confidence bin, one line per named curve
+    (e.g. before and after temperature scaling); the diagonal is perfect calibration. Bar heights
+    below show how many predictions fall in each bin."""
+    fig, (ax, bars) = _subplots(2, 1, figsize=(4.8, 5.6), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
+    for name, r in curves.items():
+        conf, acc = np.array(r["confidence"], float), np.array(r["accuracy"], float)
+        ok = np.isfinite(conf)
+        ax.plot(conf[ok], acc[ok], "o-", ms=4, label=name)
+        mid = (np.array(r["lower"]) + np.array(r["upper"])) / 2
+        bars.bar(mid, r["count"], width=np.diff(r["lower"][:2])[0] * 0.9 if len(r["lower"]) > 1 else 0.05, alpha=0.5)
+    ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    bars.set(xlabel="confidence (max probability)", ylabel="count")
     fig.tight_layout()
     _save(fig, png)
 
@@ -61,7 +103,7 @@ def plot_confusion(cm: np.ndarray, labels: list[str], png: str | Path) -> None:
     cm = np.asarray(cm)
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm, dtype=float), where=rows > 0)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.3))
+    fig, axes = _subplots(1, 2, figsize=(10, 4.3))
     for ax, data, title, fmt in ((axes[0], cm, "counts", "d"), (axes[1], norm, "row-normalised", ".2f")):
         ax.imshow(data, cmap="Blues", vmin=0, vmax=data.max() if data.max() > 0 else 1)
         ax.set(
@@ -92,8 +134,8 @@ def plot_confusion(cm: np.ndarray, labels: list[str], png: str | Path) -> None:
 def plot_timeline(rows: list[dict], labels: list[str], png: str | Path, title: str = "") -> None:
     """Smoothed class probabilities over time, one panel per face; grey bands where no face was found."""
     faces = sorted({r["face"] for r in rows if r["face"] >= 0}) or [-1]
-    fig, axes = plt.subplots(len(faces), 1, figsize=(8, 2.6 * len(faces)), squeeze=False)
-    colors = plt.get_cmap("tab10")
+    fig, axes = _subplots(len(faces), 1, figsize=(8, 2.6 * len(faces)), squeeze=False)
+    colors = matplotlib.colormaps["tab10"]
     for ax, face in zip(axes[:, 0], faces, strict=True):
         mine = [r for r in rows if r["face"] == face or r["face"] == -1]
         ok = [r for r in mine if r["status"] == "ok"]
@@ -108,7 +150,8 @@ def plot_timeline(rows: list[dict], labels: list[str], png: str | Path, title: s
         if not ok:
             ax.text(0.5, 0.5, "no face found", ha="center", va="center", transform=ax.transAxes)
     axes[-1, 0].set_xlabel("time (s), window centres; grey: no face")
-    axes[0, 0].legend(fontsize=7, ncol=min(7, len(labels)), loc="upper center", bbox_to_anchor=(0.5, 1.45))
+    if any(r["status"] == "ok" for r in rows):  # a video without a face has no curves to name
+        axes[0, 0].legend(fontsize=7, ncol=min(7, len(labels)), loc="upper center", bbox_to_anchor=(0.5, 1.45))
     _save(fig, png)
 
 
@@ -116,7 +159,7 @@ def plot_robustness(curves: dict[str, list[dict]], png: str | Path) -> None:
     """Accuracy vs perturbation level, one panel per perturbation, one line per model (mean +- std if
     rows carry `accuracy_std`)."""
     kinds = sorted({r["kind"] for rows in curves.values() for r in rows})
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.3), squeeze=False)
+    fig, axes = _subplots(1, len(kinds), figsize=(4 * len(kinds), 3.3), squeeze=False)
     for ax, kind in zip(axes[0], kinds, strict=True):
         for name, rows in curves.items():
             mine = [r for r in rows if r["kind"] == kind]
@@ -145,8 +188,8 @@ def plot_embeddings(
     if len(x) >= 10:
         perplexity = float(min(30, (len(x) - 1) / 3))
         panels.append(("t-SNE", TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), squeeze=False)
-    colors = plt.get_cmap("tab10")
+    fig, axes = _subplots(1, len(panels), figsize=(4.6 * len(panels), 4), squeeze=False)
+    colors = matplotlib.colormaps["tab10"]
     for ax, (title, z) in zip(axes[0], panels, strict=True):
         for k, lab in enumerate(labels):
             m = truth == k
@@ -161,7 +204,7 @@ def plot_embeddings(
 def plot_attention(frames: np.ndarray, weights: np.ndarray | None, titles: list[str], png: str | Path) -> None:
     """A strip of frames per clip with, when the model has attention, its weight per frame as a bar."""
     n, t = frames.shape[:2]
-    fig, axes = plt.subplots(2 * n, t, figsize=(0.8 * t, 1.9 * n), gridspec_kw={"height_ratios": [3, 1] * n})
+    fig, axes = _subplots(2 * n, t, figsize=(0.8 * t, 1.9 * n), gridspec_kw={"height_ratios": [3, 1] * n})
     axes = np.atleast_2d(axes)
     for i in range(n):
         for j in range(t):
@@ -182,7 +225,7 @@ def plot_gallery(frames: np.ndarray, titles: list[str], png: str | Path, cols: i
     """A grid of frames with captions (misclassified clips: true -> predicted)."""
     n = max(1, len(frames))
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < len(frames):
@@ -196,7 +239,7 @@ def plot_compare(summary: list[dict], png: str | Path) -> None:
     """Mean +- std of accuracy and macro-F1 per variant over seeds."""
     names = [s["model"] for s in summary]
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.4))
+    fig, ax = _subplots(1, 1, figsize=(1.6 * len(names) + 2, 3.4))
     for k, (key, label) in enumerate((("accuracy", "accuracy"), ("macro_f1", "macro-F1"))):
         means = [s[f"{key}_mean"] for s in summary]
         stds = [s[f"{key}_std"] for s in summary]

@@ -329,11 +329,20 @@ def build(run: Path, compare_dir: str | Path | None = None) -> tuple[str, list[B
     return title, blocks
 
 
+# A folder holding one of these was written by `vemo train` (config.yaml first) or `vemo evaluate`.
+RUN_MARKS = ("config.yaml", "metrics.json")
+
+
 def write_report(run_dir: str | Path, compare_dir: str | Path | None = None, pdf: bool = True) -> Path:
     """Write report.md and report.html (and report.pdf when Chromium is available) into the run folder."""
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"{run}: no such run folder")
+    if not any((run / name).exists() for name in RUN_MARKS):
+        raise ValueError(
+            f"{run}: not a vemo run folder (none of {', '.join(RUN_MARKS)}); give a folder `vemo train --out` "
+            "or `vemo evaluate --out` wrote, so no report is written into an unrelated folder"
+        )
     title, blocks = build(run, compare_dir)
     write_text(run / "report.md", to_markdown(blocks))
     write_text(run / "report.html", to_html(blocks, run, title))

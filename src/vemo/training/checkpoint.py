@@ -8,7 +8,10 @@ leaves a truncated file under the real name.
 
 from __future__ import annotations
 
+import logging
 import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,11 @@ import torch
 from torch import nn
 
 from vemo.config import config_from_dict
+from vemo.data.video import LFS_MAGIC
 from vemo.io import atomic_write
-from vemo.models.registry import build_model
+from vemo.models.registry import model_from_config
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -42,28 +48,113 @@ def resolve_checkpoint(name: str | Path) -> Path:
     return Path(name)
 
 
+# Entries torch.save writes into its zip archive (under one top folder); anything else is refused.
+_ENTRY = re.compile(
+    r"[^/]+/(data\.pkl|byteorder|version|\.format_version|\.storage_alignment|\.data/version|"
+    r"\.data/serialization_id|data/\d+)"
+)
+# torch stores tensors uncompressed, so a genuine checkpoint declares about its own size; a small file whose
+# entries declare more than this multiple of it is built to inflate in memory when loaded.
+MAX_INFLATION = 4
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0]
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse, before torch reads it, a file that is not a checkpoint at all (a Git LFS pointer) or a zip
+    archive with entries torch.save never writes, or whose declared sizes exceed what the file holds."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(len(LFS_MAGIC))
+    if head == LFS_MAGIC:
+        raise CheckpointError(
+            f"{path}: a Git LFS pointer ({size} bytes), not a checkpoint: the repository was cloned without "
+            "its LFS files; run `git lfs pull`"
+        )
+    if not zipfile.is_zipfile(path):
+        return  # torch's legacy format, or not a checkpoint: torch.load says which
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"{path}: damaged checkpoint archive ({_first_line(err)})") from err
+    unknown = [e.filename for e in entries if not _ENTRY.fullmatch(e.filename)]
+    if unknown:
+        raise CheckpointError(f"{path}: refused: entries torch.save never writes ({', '.join(unknown[:3])})")
+    declared = sum(e.file_size for e in entries)
+    if declared > MAX_INFLATION * size + (1 << 20):
+        raise CheckpointError(
+            f"{path}: refused: its entries declare {declared:,} bytes uncompressed in a {size:,}-byte file "
+            "(torch stores checkpoints uncompressed; this one would inflate in memory when loaded)"
+        )
+
+
+def _check_fields(ckpt: Any, path: Path) -> None:
+    """The fields every vemo checkpoint has, with the types the code relies on."""
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise CheckpointError(f"{path}: not a vemo checkpoint (missing 'model' or 'config')")
+    expected = {"model": (dict, "mapping"), "config": (dict, "mapping"), "labels": ((list, tuple), "list")}
+    expected["stats"] = (dict, "mapping")
+    problems = [
+        f"'{key}' is missing" if key not in ckpt else f"'{key}' is a {type(ckpt[key]).__name__}, not a {name}"
+        for key, (kind, name) in expected.items()
+        if not isinstance(ckpt.get(key), kind)
+    ]
+    if problems:
+        raise CheckpointError(f"{path}: not a usable vemo checkpoint: {'; '.join(problems)}")
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's contents, read without running code and without inflating beyond its size; raises
+    CheckpointError (one line naming the file) for anything that is not a usable vemo checkpoint."""
     path = resolve_checkpoint(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found" + (" (it is a folder)" if path.is_dir() else ""))
+    _check_archive(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path}: refused to load: it contains Python objects beyond tensors and plain values, which "
-            f"could run code when unpickled (vemo only loads with weights_only=True). Details: {err}"
+            f"could run code when unpickled (vemo only loads with weights_only=True). Details: {_first_line(err)}"
         ) from err
     except Exception as err:  # torch raises many types for non-checkpoint bytes (KeyError, EOFError, ...)
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise CheckpointError(f"{path}: not a vemo checkpoint (missing 'model' or 'config')")
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {_first_line(err)})"
+        ) from err
+    _check_fields(ckpt, path)
+    return _upgrade(ckpt, path)
+
+
+def _upgrade(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Drop what older vemo versions stored and no longer mean anything, saying so in one line."""
+    stats = ckpt.get("stats")
+    if isinstance(stats, dict) and "sharpness" in stats:
+        # vemo <= 0.2 blurred inputs to the sharpness of a blurred FER2013 copy; that workaround is gone
+        ckpt["stats"] = {k: v for k, v in stats.items() if k != "sharpness"}
+        log.warning(
+            "%s: ignoring its recorded training sharpness (%.1f): sharpness matching was removed in vemo 0.3; "
+            "this model was trained on blurred faces and reads sharp ones poorly",
+            path,
+            stats["sharpness"],
+        )
+    train = ckpt["config"].get("train") if isinstance(ckpt["config"], dict) else None
+    if isinstance(train, dict) and "match_sharpness" in train:
+        ckpt["config"] = {**ckpt["config"], "train": {k: v for k, v in train.items() if k != "match_sharpness"}}
     return ckpt
+
+
+def temperature_of(ckpt: dict[str, Any]) -> float:
+    """The softmax temperature fitted on the validation split (`vemo calibrate`); 1.0 when never fitted."""
+    return float((ckpt.get("calibration") or {}).get("temperature", 1.0))
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     """Rebuild the architecture the checkpoint describes and load its weights."""
     cfg = config_from_dict(ckpt["config"])
-    model = build_model(cfg.model, len(ckpt["labels"]), cfg.prepare.size)
+    model = model_from_config(cfg.model, len(ckpt["labels"]), cfg.prepare.size)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:
@@ -73,21 +164,13 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     return model.eval()
 
 
-def ship_checkpoint(src: str | Path, out: str | Path, data: str | Path | None = None, match_sharpness: bool = False):
-    """A checkpoint for distribution: weights, config, labels and statistics only (no optimiser or RNG
-    state); with `match_sharpness`, the median sharpness of the training split of `data` (the prepared
-    cache it was trained on) is recorded, so inference blurs sharper inputs to it (vemo.data.sharpness)."""
+def ship_checkpoint(src: str | Path, out: str | Path):
+    """A checkpoint for distribution: weights, config, labels, statistics and calibration only (no
+    optimiser or RNG state). The weights are loaded into their architecture first, so a checkpoint
+    that does not fit is refused rather than shipped."""
     ckpt = load_checkpoint(src)
+    model_from_checkpoint(ckpt)
     ckpt.pop("resume", None)
-    if match_sharpness:
-        if data is None:
-            raise CheckpointError("--match-sharpness needs --data: the prepared cache the model was trained on")
-        from vemo.data.loader import load_split
-        from vemo.data.prepare import load_prepared
-        from vemo.data.sharpness import sharpness_of
-
-        x, _ = load_split(load_prepared(data), "train", expand=False)
-        ckpt["stats"] = {**ckpt["stats"], "sharpness": sharpness_of(x)}
-    ckpt["shipped_from"] = str(src)
+    ckpt["shipped_from"] = Path(src).name
     atomic_save(ckpt, out)
     return ckpt

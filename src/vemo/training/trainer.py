@@ -32,11 +32,11 @@ from tqdm import tqdm
 
 from vemo import __version__
 from vemo.config import Config
-from vemo.data.augment import augment_clips
+from vemo.data.augment import augment_clips, random_erase
 from vemo.data.loader import expand_batch, iterate, load_split, model_inputs, normalize
 from vemo.data.prepare import Prepared
 from vemo.io import write_json, write_text
-from vemo.models.registry import build_model, count_parameters, to_channels_last
+from vemo.models.registry import count_parameters, model_from_config, to_channels_last
 from vemo.provenance import environment
 from vemo.training.checkpoint import atomic_save
 from vemo.training.distributed import Dist, agree, average_gradients, device_for, setup, sync_buffers
@@ -61,8 +61,10 @@ def _check_train_config(cfg: Config) -> None:
     t = cfg.train
     if t.epochs < 1 or t.patience < 1 or t.batch_size < 1:
         raise ValueError("train.epochs, train.patience and train.batch_size must be at least 1")
-    if t.pretrain_schedule not in ("constant", "onecycle"):
-        raise ValueError(f"train.pretrain_schedule must be 'constant' or 'onecycle', not {t.pretrain_schedule!r}")
+    if t.pretrain_schedule not in ("constant", "onecycle", "cosine"):
+        raise ValueError(f"train.pretrain_schedule must be constant, onecycle or cosine, not {t.pretrain_schedule!r}")
+    if t.pretrain_optimizer not in ("adamw", "sgd"):
+        raise ValueError(f"train.pretrain_optimizer must be 'adamw' or 'sgd', not {t.pretrain_optimizer!r}")
     if not 0.0 < t.recon_fraction <= 1.0:
         raise ValueError("train.recon_fraction must be in (0, 1]")
     if not 0.0 <= t.pretrain_from < 1.0 or t.pretrain_frames < 1:
@@ -97,10 +99,11 @@ def _inputs(xb: torch.Tensor, stats: dict, cfg: Config, gen: torch.Generator, tr
     clean = normalize(xb, stats)
     if not train:
         return clean, clean
-    if cfg.train.augment:
-        clean = augment_clips(clean, gen)
-    noisy = clean + cfg.train.noise_std * torch.randn(clean.shape, generator=gen) if cfg.train.noise_std else clean
-    return clean, noisy
+    t = cfg.train
+    if t.augment:
+        clean = augment_clips(clean, gen, t.aug_shift, t.aug_rotate, t.aug_scale)
+    noisy = random_erase(clean, t.aug_erase, gen) if t.augment else clean  # the autoencoder fills the hole in
+    return clean, noisy + t.noise_std * torch.randn(clean.shape, generator=gen) if t.noise_std else noisy
 
 
 def _pick_frames(b: int, t: int, k: int, gen: torch.Generator, first: int = 0) -> torch.Tensor:
@@ -205,7 +208,7 @@ def joint_epoch(
 ) -> dict:
     """Stage 2, one epoch: cross-entropy on clips + weighted reconstruction of a few frames per clip."""
     model.train()
-    if cfg.train.freeze_encoder and hasattr(model, "encoder"):
+    if cfg.train.freeze_encoder and model.has_frame_encoder:
         model.encoder.eval()  # frozen: batch-norm statistics stay those of pretraining
     use_ae = model.has_autoencoder and cfg.train.recon_weight > 0
     t0, total, correct, rec_total, n = time.time(), 0.0, 0, 0.0, 0
@@ -221,10 +224,10 @@ def joint_epoch(
         clean, noisy = (v.to(device) for v in _inputs(expand_batch(xb, frames, gen), stats, cfg, gen, train=True))
         yb = yb.to(device)
         out_ = model(noisy)
-        loss = F.cross_entropy(out_["logits"], yb, label_smoothing=cfg.train.label_smoothing)
+        loss = F.cross_entropy(out_.logits, yb, label_smoothing=cfg.train.label_smoothing)
         if use_ae:
             pick = _pick_frames(*clean.shape[:2], cfg.train.recon_frames, gen)
-            rec = _recon_loss(model, _frames(out_["codes"], pick), clean, pick)
+            rec = _recon_loss(model, _frames(out_.codes, pick), clean, pick)
             loss = loss + cfg.train.recon_weight * rec
             rec_total += rec.item() * len(yb)
         opt.zero_grad(set_to_none=True)
@@ -234,7 +237,7 @@ def joint_epoch(
         opt.step()
         sched.step()
         total += loss.item() * len(yb)
-        correct += (out_["logits"].argmax(1) == yb).sum().item()
+        correct += (out_.logits.argmax(1) == yb).sum().item()
         n += len(yb)
         bar.set_postfix(loss=f"{total / n:.3f}", acc=f"{correct / n:.3f}")
     return _row("joint", epoch, total / n, correct / n, rec_total / n if use_ae else "", sched.get_last_lr()[0], t0)
@@ -245,10 +248,52 @@ def validate(model, x, y, stats, cfg: Config, device=CPU) -> tuple[float, float]
     model.eval()
     total, correct = 0.0, 0
     for xb, yb in iterate(x, y, max(cfg.train.batch_size, 32), shuffle=False):
-        logits = model(model_inputs(xb, stats).to(device))["logits"].cpu()
+        logits = model(model_inputs(xb, stats).to(device)).logits.cpu()
         total += F.cross_entropy(logits, yb, reduction="sum").item()
         correct += (logits.argmax(1) == yb).sum().item()
     return total / max(len(x), 1), correct / max(len(x), 1)
+
+
+def probe_frames(x: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """One frame per validation clip for judging frame pretraining: the still itself, or for clips the
+    frame in the middle of the part pretraining learns from (`pretrain_from` onwards)."""
+    t = x.shape[1]
+    first = int(cfg.train.pretrain_from * t)
+    return x[:, (first + t - 1) // 2 if t > 1 else 0]
+
+
+@torch.no_grad()
+def validate_probe(model, probe, x, y, stats, device=CPU) -> tuple[float, float]:
+    """Frame-level validation loss and accuracy of the encoder + throw-away probe (pretraining curves)."""
+    model.eval()
+    total, correct = 0.0, 0
+    for xb, yb in iterate(x, y, 256, shuffle=False):
+        logits = probe(model.encode_frames(normalize(xb, stats).to(device))).cpu()
+        total += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+    return total / max(len(x), 1), correct / max(len(x), 1)
+
+
+def pretrain_optimizer(params: list, cfg: Config, steps_per_epoch: int):
+    """Optimiser and per-step learning-rate schedule (or None) of frame pretraining."""
+    t = cfg.train
+    if t.pretrain_optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=t.pretrain_lr, momentum=0.9, nesterov=True, weight_decay=t.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=t.pretrain_lr, weight_decay=t.weight_decay)
+    total = max(1, t.pretrain_epochs * steps_per_epoch)
+    if t.pretrain_schedule == "onecycle":
+        return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.pretrain_lr, total_steps=total, pct_start=0.1)
+    if t.pretrain_schedule == "cosine":
+        warm = min(2 * steps_per_epoch, total // 10 + 1)
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return opt, None
 
 
 def _write_history(rows: list[dict], out: Path) -> None:
@@ -353,14 +398,7 @@ def train(
     x_va, y_va = load_split(prepared, "val")
     if len(x_tr) == 0 or len(x_va) == 0:
         raise ValueError(f"train and val splits must be non-empty (train {len(x_tr)}, val {len(x_va)})")
-    if cfg.train.match_sharpness:  # validation and every later use blur sharper inputs to this level
-        from vemo.data.sharpness import sharpness_of
-
-        stats["sharpness"] = sharpness_of(x_tr)
-        log(
-            f"training sharpness (median Laplacian variance) {stats['sharpness']:.1f}: sharper inputs are blurred to it"
-        )
-    model = build_model(cfg.model, len(prepared.labels), prepared.manifest["settings"]["size"])
+    model = model_from_config(cfg.model, len(prepared.labels), prepared.manifest["settings"]["size"])
     if cfg.train.channels_last:
         model = to_channels_last(model)
     n_params = count_parameters(model)
@@ -401,19 +439,14 @@ def train(
         )
         atomic_save(ckpt, out / "last.pt")
 
-    can_pretrain = hasattr(model, "encode_frames")  # frame-level pretraining needs a frame encoder
+    can_pretrain = model.has_frame_encoder  # frame-level pretraining needs a frame encoder
     if cfg.train.pretrain_epochs > 0 and not can_pretrain:
         log(f"{cfg.model.name} has no frame encoder: frame pretraining skipped")
     if cfg.train.pretrain_epochs > 0 and can_pretrain and done[0] != "joint":
         probe = nn.Linear(model.code_dim, len(prepared.labels)).to(device)
         params = [p for n, p in model.named_parameters() if not n.startswith("temporal.")] + list(probe.parameters())
-        opt = torch.optim.AdamW(params, lr=cfg.train.pretrain_lr, weight_decay=cfg.train.weight_decay)
-        sched = None
-        if cfg.train.pretrain_schedule == "onecycle":
-            steps = cfg.train.pretrain_epochs * math.ceil(len(x_tr) // d.world / cfg.train.pretrain_batch_size)
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=cfg.train.pretrain_lr, total_steps=steps, pct_start=0.1
-            )
+        opt, sched = pretrain_optimizer(params, cfg, math.ceil(len(x_tr) // d.world / cfg.train.pretrain_batch_size))
+        x_pv = load_split(prepared, "val", expand=False)[0] if prepared.kind == "stills" else probe_frames(x_va, cfg)
         first = 1
         if done[0] == "pretrain":
             probe.load_state_dict(state["resume"]["probe"])
@@ -425,14 +458,16 @@ def train(
         for epoch in range(first, cfg.train.pretrain_epochs + 1):
             row = pretrain_epoch(model, probe, opt, sched, x_tr, y_tr, stats, cfg, gen, epoch, progress, d, device)
             sync_buffers(model, d)
+            val_loss, val_acc = validate_probe(model, probe, x_pv.reshape(-1, *x_pv.shape[-2:]), y_va, stats, device)
+            row.update(val_loss=val_loss, val_acc=val_acc)
             history.append(row)
             if d.main:
                 _write_history(history, out)
             save_last("pretrain", epoch, opt, sched, probe, 0.0)
             recon = f", reconstruction MSE {row['recon_loss']:.4f}" if row["recon_loss"] != "" else ""
             log(
-                f"pretrain epoch {epoch}: frame loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}{recon} "
-                f"({row['seconds']:.0f}s)"
+                f"pretrain epoch {epoch}: frame loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}{recon} | "
+                f"val frame loss {val_loss:.3f} acc {val_acc:.3f} ({row['seconds']:.0f}s)"
             )
 
     if cfg.train.freeze_encoder and can_pretrain:

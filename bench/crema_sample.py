@@ -1,0 +1,60 @@
+"""The six genuine CREMA-D sample clips: what a model says, beside what the clip was acted as and what
+CREMA-D's crowd saw in the face alone (`processedResults/summaryTable.csv`, FaceVote and its agreement).
+
+    .venv/bin/python bench/crema_sample.py PATH/TO/crema-d [--checkpoint default]
+
+Each clip is classified as one window over the whole clip (`window="clip"`: its frames sampled as
+`vemo evaluate` samples a clip). Prints a Markdown table; FER2013 models answer in FER2013's seven
+classes (surprise included), CREMA-D has six.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import vemo
+from vemo.data.records import canonical_label
+
+VOTE = {"A": "angry", "D": "disgust", "F": "fear", "H": "happy", "N": "neutral", "S": "sad"}
+
+
+def crowd_votes(root: Path) -> dict[str, tuple[str, float]]:
+    """Clip name -> (the crowd's face-only label, its agreement in percent)."""
+    with open(root / "processedResults" / "summaryTable.csv", newline="") as fh:
+        return {
+            r["FileName"]: ("/".join(VOTE.get(v, v) for v in r["FaceVote"].split(":")), float(r["FaceLevel"]))
+            for r in csv.DictReader(fh)
+        }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root", type=Path, help="a CREMA-D folder holding VideoFlash/ and processedResults/")
+    p.add_argument("--checkpoint", default="default")
+    args = p.parse_args()
+    clips = sorted((args.root / "VideoFlash").glob("*.flv"))
+    votes = crowd_votes(args.root)
+    df = vemo.predict(clips, args.checkpoint, window="clip")
+    print("| clip | acted | crowd, face only (agreement) | vemo | confidence | vemo's top two |")
+    print("|---|---|---|---|---:|---|")
+    agree_acted = agree_crowd = 0
+    for clip, row in zip(clips, df.itertuples(index=False), strict=True):
+        acted = canonical_label(clip.stem.split("_")[2])
+        crowd, level = votes.get(clip.stem, ("?", float("nan")))
+        probs = {c[2:]: getattr(row, c) for c in df.columns if c.startswith("p_")}
+        top = sorted(probs, key=probs.get, reverse=True)[:2]
+        agree_acted += row.label == acted
+        agree_crowd += row.label in crowd.split("/")
+        print(
+            f"| {clip.stem} | {acted} | {crowd} ({level:.0f}%) | {row.label} | {row.confidence:.2f} | "
+            f"{top[0]} {probs[top[0]]:.2f}, {top[1]} {probs[top[1]]:.2f} |"
+        )
+    print(
+        f"\nagrees with the acted label on {agree_acted} of {len(clips)}, with the crowd's face vote on {agree_crowd}"
+    )
+
+
+if __name__ == "__main__":
+    main()

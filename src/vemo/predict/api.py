@@ -1,0 +1,172 @@
+"""`vemo.predict(source)`: emotions per window and face as a pandas DataFrame, for notebooks and scripts.
+
+    >>> import vemo
+    >>> df = vemo.predict("clip.mp4")                # or a folder, a list of paths, an image, a numpy array
+    >>> df.groupby("source")["label"].agg(lambda s: s.mode()[0])
+
+Quiet by default (warnings go to the `vemo` logger, no progress bars) and writes no files; the
+`vemo predict` command is this function plus files on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vemo.data.crema_d import VIDEO_EXTENSIONS
+from vemo.data.fer2013 import IMAGE_EXTENSIONS, load_still
+from vemo.data.video import ClipError
+from vemo.predict.run import CLIP, Predictor, check_window, predict_frames, predict_image, predict_video
+from vemo.predict.stream import Frame
+from vemo.predict.table import records, to_frame
+
+log = logging.getLogger("vemo.predict")
+
+Source = str | Path | np.ndarray
+
+
+@dataclass
+class Item:
+    """One input: a video or image file, or frames given as an array; `name` fills the `source` column."""
+
+    name: str
+    path: Path | None = None
+    array: np.ndarray | None = None
+
+    @property
+    def is_image(self) -> bool:
+        if self.array is not None:
+            return _array_is_image(self.array)
+        return self.path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def expand(source: Source | list[Source]) -> list[Item]:
+    """Inputs as items: files as given, folders as their video and image files (recursively, sorted),
+    arrays as they are. Raises FileNotFoundError when a path does not exist or nothing is found."""
+    sources = source if isinstance(source, list | tuple) else [source]
+    items: list[Item] = []
+    for k, s in enumerate(sources):
+        if isinstance(s, np.ndarray):
+            items.append(Item(f"array-{k}" if len(sources) > 1 else "array", array=s))
+            continue
+        p = Path(s)
+        if p.is_dir():
+            wanted = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS
+            items += [Item(str(f), f) for f in sorted(p.rglob("*")) if f.suffix.lower() in wanted and f.is_file()]
+        elif p.exists() or p.is_symlink():
+            items.append(Item(str(p), p))
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    if not items:
+        raise FileNotFoundError(f"no videos or images found in {', '.join(map(str, sources)) or '(no inputs)'}")
+    return items
+
+
+def load_predictor(checkpoint: str | Path | Predictor = "default", device: str = "cpu") -> Predictor:
+    """A Predictor from a checkpoint path or shipped name; a Predictor is passed through (load once, reuse)."""
+    return checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device=device)
+
+
+def predict_item(
+    item: Item,
+    predictor: Predictor,
+    window: float | str = 2.0,
+    hop: float = 0.5,
+    all_faces: bool = False,
+    fps: float = 30.0,
+    annotate: str | Path | None = None,
+    progress: bool = False,
+) -> tuple[list[dict], dict]:
+    """Rows of one input and facts about it; raises ClipError (with the reason) for unusable inputs."""
+    if item.is_image:
+        gray = _gray(item.array) if item.array is not None else load_still(str(item.path))
+        return predict_image(gray, predictor, all_faces), {"frames_decoded": 1, "image": True}
+    if window == CLIP and item.array is not None:
+        raise ValueError("window='clip' takes video files (it decodes them as `vemo prepare` does)")
+    if item.array is not None:
+        rows = predict_frames(array_frames(item.array, fps), predictor, window, hop, all_faces)
+        return rows, {"frames_decoded": len(item.array), "fps": fps}
+    return predict_video(item.path, predictor, window, hop, all_faces, annotate, progress)
+
+
+def predict(
+    source: Source | list[Source],
+    checkpoint: str | Path | Predictor = "default",
+    *,
+    window: float | str = 2.0,
+    hop: float = 0.5,
+    all_faces: bool = False,
+    fps: float = 30.0,
+    device: str = "cpu",
+    progress: bool = False,
+):
+    """Emotions in videos, images or frames as a pandas DataFrame, one row per window per face.
+
+    source: a video or image file, a folder (its videos and images, recursively), a list of these, or
+        frames as a numpy uint8 array (T, H, W) or (T, H, W, 3) RGB (one frame, (H, W) or (H, W, 3),
+        is an image); `fps` gives an array's frame rate.
+    checkpoint: "default" (the shipped FER2013 model), a .pt from `vemo train`, or a loaded `Predictor`.
+    window, hop: seconds per classified window and between window starts (videos and arrays);
+        window="clip": one row per video, its frames sampled exactly as `vemo evaluate` samples a clip.
+    all_faces: every face, not only the largest.
+    device: "cpu" or "cuda".
+
+    Columns: source, face, start, end, label, confidence, p_<class> (calibrated probabilities of the
+    window), x, y, w, h (face box in pixels), status ("ok" or "no-face"), found (sampled frames with
+    the face detected), smoothed_<class> (the moving average `label` and `confidence` come from).
+    An input that cannot be read raises ClipError when it is the only one; among several it is skipped
+    with a warning and listed in `df.attrs["skipped"]` as (source, reason) pairs.
+    """
+    check_window(window, hop)
+    predictor = load_predictor(checkpoint, device)
+    items = expand(source)
+    recs: list[dict] = []
+    skipped: list[tuple[str, str]] = []
+    for item in items:
+        try:
+            rows, _ = predict_item(item, predictor, window, hop, all_faces, fps, progress=progress)
+        except ClipError as err:
+            if len(items) == 1:
+                raise ClipError(f"{item.name}: {err}", err.kind) from err
+            log.warning("skipped %s: %s", item.name, err)
+            skipped.append((item.name, str(err)))
+            continue
+        recs += records(rows, predictor.labels, item.name)
+    if not recs:
+        raise ClipError("nothing could be predicted: " + "; ".join(f"{n}: {e}" for n, e in skipped))
+    df = to_frame(recs, predictor.labels)
+    df.attrs.update(labels=list(predictor.labels), skipped=skipped)
+    return df
+
+
+def _array_is_image(a: np.ndarray) -> bool:
+    """(H, W) and (H, W, 3|4) are one image; (1, H, W[, C]) is one frame, also an image."""
+    return a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4)) or (a.ndim in (3, 4) and len(a) == 1)
+
+
+def _gray(a: np.ndarray) -> np.ndarray:
+    """One frame (H, W), (H, W, 3|4) RGB(A) or (1, ...) as (H, W) uint8 grayscale."""
+    if a.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (got {a.dtype}); for floats in [0, 1] pass (a * 255).astype('uint8')")
+    if a.ndim == 4 or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+        a = a[0]  # a (1, H, W[, C]) "video" of one frame
+    if a.ndim == 3:
+        return cv2.cvtColor(np.ascontiguousarray(a[..., :3]), cv2.COLOR_RGB2GRAY)
+    if a.ndim != 2:
+        raise ValueError(f"a frame must be (H, W) or (H, W, 3), got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def array_frames(a: np.ndarray, fps: float = 30.0) -> Iterator[Frame]:
+    """(T, H, W) or (T, H, W, 3) uint8 frames as a stream at `fps` frames per second."""
+    if a.ndim not in (3, 4):
+        raise ValueError(f"frames must be (T, H, W) or (T, H, W, 3), got shape {a.shape}")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive (got {fps})")
+    for i, f in enumerate(a):
+        yield Frame(i, i / fps, _gray(f))

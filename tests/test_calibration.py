@@ -1,0 +1,71 @@
+"""Temperature scaling: fitted on validation, stored in the checkpoint, used by every consumer."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from vemo.config import Config
+from vemo.evaluation.calibration import expected_calibration_error, fit_temperature, reliability
+from vemo.models.registry import model_from_config
+from vemo.training.checkpoint import atomic_save, load_checkpoint, temperature_of
+
+
+def _overconfident(n=4000, classes=5, true_t=2.5, seed=0):
+    """Logits whose calibrated temperature is `true_t`: labels drawn from softmax(z), logits = true_t * z."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, classes, generator=g) * 1.5
+    y = torch.multinomial(torch.softmax(z, 1), 1, generator=g).squeeze(1)
+    return z * true_t, y
+
+
+def test_fit_temperature_recovers_the_temperature_that_generated_the_labels():
+    logits, y = _overconfident(true_t=2.5)
+    assert fit_temperature(logits, y) == pytest.approx(2.5, rel=0.1)
+    logits, y = _overconfident(true_t=0.5, seed=1)  # under-confident logits get T < 1
+    assert fit_temperature(logits, y) == pytest.approx(0.5, rel=0.1)
+
+
+def test_scaling_lowers_ece_and_keeps_every_prediction():
+    logits, y = _overconfident()
+    t = fit_temperature(logits, y)
+    before, after = torch.softmax(logits, 1).numpy(), torch.softmax(logits / t, 1).numpy()
+    assert np.array_equal(before.argmax(1), after.argmax(1))
+    ece_before, ece_after = expected_calibration_error(before, y.numpy()), expected_calibration_error(after, y.numpy())
+    assert ece_before > 0.1 and ece_after < 0.03
+
+
+def test_ece_by_hand():
+    # two bins used: confidence 0.9 (2 right of 2) and 0.6 (1 right of 2): ECE = (2*0.1 + 2*0.1) / 4
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
+    y = np.array([0, 0, 0, 0])
+    assert expected_calibration_error(probs, y, bins=10) == pytest.approx(0.1)
+    r = reliability(probs, y, bins=10)
+    assert sum(r["count"]) == 4 and r["accuracy"][9] == 1.0 and r["accuracy"][6] == 0.5  # bins [0.9, 1), [0.6, 0.7)
+
+
+def test_checkpoint_temperature_defaults_to_one_and_is_read_back(tmp_path):
+    cfg = Config()
+    cfg.model.width = 8
+    model = model_from_config(cfg.model, 6, 48)
+    ckpt = {"model": model.state_dict(), "config": cfg.to_dict(), "labels": list("abcdef"), "stats": {}}
+    assert temperature_of(ckpt) == 1.0
+    ckpt["calibration"] = {"temperature": 1.7}
+    atomic_save(ckpt, tmp_path / "c.pt")
+    assert temperature_of(load_checkpoint(tmp_path / "c.pt")) == 1.7
+
+
+def test_old_checkpoint_with_sharpness_matching_loads_with_a_one_line_note(tmp_path, caplog):
+    cfg = Config()
+    cfg.model.width = 8
+    model = model_from_config(cfg.model, 6, 48)
+    config = cfg.to_dict()
+    config["train"]["match_sharpness"] = True  # what vemo 0.2 saved
+    ckpt = {"model": model.state_dict(), "config": config, "labels": list("abcdef"), "stats": {"sharpness": 6.2}}
+    atomic_save(ckpt, tmp_path / "old.pt")
+    with caplog.at_level(logging.WARNING):
+        loaded = load_checkpoint(tmp_path / "old.pt")
+    assert "sharpness" not in loaded["stats"] and "match_sharpness" not in loaded["config"]["train"]
+    notes = [r.getMessage() for r in caplog.records if "sharpness matching was removed" in r.getMessage()]
+    assert len(notes) == 1 and "old.pt" in notes[0] and "\n" not in notes[0]

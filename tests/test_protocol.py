@@ -1,0 +1,40 @@
+"""The FER2013 protocol: validation carved from Training (stratified, fixed), PublicTest only for test."""
+
+from collections import Counter
+
+import cv2
+import numpy as np
+
+from vemo.data.fer2013 import VAL_FRACTION, carve_validation, read_fer2013
+
+
+def _fake_fer(root, per_class):
+    for split, prefix in (("train", "Training"), ("test", "PublicTest")):
+        for label, n in per_class.items():
+            d = root / split / label
+            d.mkdir(parents=True)
+            for i in range(n if split == "train" else 3):
+                cv2.imwrite(str(d / f"{prefix}_{label}{i}.jpg"), np.full((48, 48), i % 255, np.uint8))
+
+
+def test_validation_is_a_stratified_tenth_of_training_and_public_test_is_test(tmp_path):
+    per_class = {"angry": 40, "happy": 100, "disgust": 10}
+    _fake_fer(tmp_path, per_class)
+    records, skipped, _ = read_fer2013(tmp_path)
+    assert not skipped
+    by = Counter((r.split, r.label) for r in records)
+    for label, n in per_class.items():
+        assert by[("val", label)] == round(VAL_FRACTION * n)
+        assert by[("train", label)] == n - round(VAL_FRACTION * n)
+        assert by[("test", label)] == 3
+    assert all("PublicTest" in r.source for r in records if r.split == "test")
+    assert not any("PublicTest" in r.source for r in records if r.split in ("train", "val"))
+
+
+def test_the_carve_is_the_same_in_any_order_and_keeps_an_existing_val_split(tmp_path):
+    _fake_fer(tmp_path, {"angry": 30, "sad": 30})
+    records, _, _ = read_fer2013(tmp_path)
+    again = carve_validation([r.__class__(r.source, r.label, r.group, "train" if r.split == "val" else r.split)
+                              for r in reversed(records)])  # fmt: skip
+    assert {r.source for r in records if r.split == "val"} == {r.source for r in again if r.split == "val"}
+    assert carve_validation(records) == records  # a val split exists: nothing moves
