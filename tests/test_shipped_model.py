@@ -2,15 +2,16 @@
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import SHARED
 from vemo.cli import main
 from vemo.config import config_from_dict, load_config
-from vemo.training.checkpoint import SHIPPED, WEIGHTS, load_checkpoint, model_from_checkpoint
+from vemo.models.registry import fuse_conv_bn
+from vemo.training.checkpoint import SHIPPED, WEIGHTS, load_checkpoint, model_from_checkpoint, temperature_of
 
 FER_TEST = SHARED / "fer2013" / "test"
 CONTRACT_KEYS = {"accuracy", "macro_f1", "n", "per_class", "confusion_matrix", "labels"}
@@ -18,12 +19,17 @@ CONTRACT_KEYS = {"accuracy", "macro_f1", "n", "per_class", "confusion_matrix", "
 
 def test_default_checkpoint_is_packaged_and_loads():
     path = WEIGHTS / SHIPPED["default"]
-    assert path.exists() and path.stat().st_size < 20 * 2**20
+    assert path.exists() and path.stat().st_size < 40 * 2**20
     assert (WEIGHTS / "MODEL_CARD.md").exists()
     ckpt = load_checkpoint("default")
     assert ckpt["labels"] == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    assert "resume" not in ckpt  # shipped without optimiser and RNG state
+    assert "sharpness" not in ckpt["stats"]  # trained on sharp faces: no blur workaround
+    cal = ckpt["calibration"]  # fitted on the validation split carved from Training, never on a test split
+    assert cal["split"] == "val" and temperature_of(ckpt) == cal["temperature"] != 1.0
+    assert cal["nll_after"] <= cal["nll_before"]
     model = model_from_checkpoint(ckpt)
-    assert sum(p.numel() for p in model.parameters()) > 0
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fuse_conv_bn(model).modules())
 
 
 def test_shipped_model_was_trained_with_the_config_its_model_card_names():
@@ -38,7 +44,6 @@ def test_shipped_model_was_trained_with_the_config_its_model_card_names():
     assert {k: v for k, v in shipped["train"].items() if k not in machine} == {
         k: v for k, v in cfg["train"].items() if k not in machine
     }
-    assert ckpt["stats"]["sharpness"] > 0  # train.match_sharpness recorded the training sharpness
 
 
 @pytest.mark.skipif(not FER_TEST.is_dir(), reason=f"FER2013 test folder not available at {FER_TEST}")
@@ -50,14 +55,13 @@ def test_evaluate_contract_on_a_folder_of_stills(tmp_path):
         for img in sorted((FER_TEST / cls).iterdir())[:20]:
             os.symlink(img, root / cls / img.name)
     out = tmp_path / "out"
-    start = time.time()
     args = ["evaluate", "--checkpoint", "default", "--dataset", "fer2013", "--root", str(root), "--out", str(out)]
     assert main([*args, "--quiet", "--set", f"prepare.cache_dir={tmp_path / 'cache'}"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) >= CONTRACT_KEYS and metrics["n"] == 140 and metrics["split"] == "all"
-    assert 0 <= metrics["accuracy"] <= 1 and len(metrics["confusion_matrix"]) == 7
-    assert sum(map(sum, metrics["confusion_matrix"])) == 140
-    assert time.time() - start < 120
+    assert len(metrics["confusion_matrix"]) == 7 and sum(map(sum, metrics["confusion_matrix"])) == 140
+    # sharp real faces read without any blurring (vemo 0.2's blurred-data model: 0.26 on PublicTest without blur)
+    assert metrics["accuracy"] > 0.5
 
 
 def test_evaluate_contract_on_a_folder_of_clips_maps_labels(crema_sample, tmp_path):

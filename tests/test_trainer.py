@@ -43,3 +43,44 @@ def test_every_variant_trains_through_the_trainer(tiny_synth, tmp_path):
         )
         result = train(cfg, prepared, tmp_path / name, progress=False, log=lambda *_: None)
         assert result.best_checkpoint.exists() and result.epochs_run == 1
+
+
+def test_a_frozen_encoder_that_was_never_pretrained_is_refused(tiny_synth, tmp_path):
+    from vemo.config import load_config
+    from vemo.data.prepare import prepare
+    from vemo.training.trainer import train
+
+    cfg = load_config(None, ["train.pretrain_epochs=0", "train.freeze_encoder=true", "model.width=4"])
+    cfg.prepare.root, cfg.prepare.cache_dir, cfg.prepare.frames = str(tiny_synth), str(tmp_path / "c"), 10
+    with pytest.raises(ValueError, match="freeze_encoder"):
+        train(cfg, prepare(cfg.prepare, progress=False, log=lambda *_: None), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "config.yaml").exists()  # refused before anything was written
+
+
+def test_freezing_keeps_encoder_weights_and_batch_norm_statistics(tiny_synth, tmp_path, monkeypatch):
+    """The joint stage with a frozen encoder changes neither its weights nor its running statistics."""
+    from vemo.config import load_config
+    from vemo.data.prepare import prepare
+    from vemo.training import trainer
+    from vemo.training.checkpoint import load_checkpoint
+
+    snapshots = []
+    original = trainer.joint_epoch
+
+    def spy(model, *args, **kwargs):
+        if not snapshots:  # the encoder as pretraining left it
+            snapshots.append({k: v.clone() for k, v in model.encoder.state_dict().items()})
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "joint_epoch", spy)
+    cfg = load_config(None, ["train.pretrain_epochs=1", "train.epochs=2", "train.patience=5", "model.width=4"])
+    cfg.prepare.root, cfg.prepare.cache_dir, cfg.prepare.frames = str(tiny_synth), str(tmp_path / "c"), 10
+    cfg.train.threads = 1
+    trainer.train(cfg, prepare(cfg.prepare, progress=False, log=lambda *_: None), tmp_path / "run", progress=False)
+    after = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    before = snapshots[0]
+    assert any(k.endswith("running_mean") for k in before)
+    assert all(torch.equal(before[k], after[f"encoder.{k}"]) for k in before)
+    # and the rest of the model did learn in those two epochs
+    assert not torch.equal(after["temporal.classifier.4.weight"], trainer.model_from_config(cfg.model, 6, 48)
+                           .state_dict()["temporal.classifier.4.weight"])  # fmt: skip

@@ -1,8 +1,8 @@
-"""`vemo train`: autoencoder pretraining on frames, then joint training on clips.
+"""`vemo train`: frame pretraining (encoder + autoencoder), then joint training on clips.
 
-Plain PyTorch rather than Lightning: the loop is ~300 readable lines (nanoGPT style), the two-stage
-schedule and the per-clip reconstruction subset are explicit, and data-parallel training needs only
-`torch.distributed` + torchrun on top, which is how it will be added.
+Plain PyTorch rather than Lightning, so the two-stage schedule, the per-clip reconstruction subset,
+resume and data-parallel gradient averaging stay explicit. `train()` reads top to bottom: set up a
+`Run` (data, model, resumed `TrainState`), the pretraining stage, freeze, the joint stage.
 
 Stage 1 (`pretrain_epochs`): the frame encoder learns from single frames: a throw-away linear
 classifier on each frame's code, plus, for autoencoder variants, reconstruction of the clean frame
@@ -21,7 +21,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +136,19 @@ def _row(stage: str, epoch: int, loss: float, acc: float, recon, lr: float, star
     }
 
 
+def optimizer_step(loss: torch.Tensor, opt, sched, params: list, d: Dist = ALONE, clip: float = 0.0) -> None:
+    """The one update rule of both stages: backward, average gradients across processes, optionally
+    clip their norm (over `params`, the parameters this stage trains), step the optimiser and schedule."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    average_gradients(params, d)
+    if clip:
+        nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    if sched is not None:
+        sched.step()
+
+
 def pretrain_epoch(
     model, probe, opt, sched, x, y, stats, cfg: Config, gen, epoch: int, progress: bool, d: Dist = ALONE, device=CPU
 ) -> dict:
@@ -176,12 +189,7 @@ def pretrain_epoch(
             rec = _recon_loss(model, codes[:m], clean, pick[:m])
             loss = loss + cfg.train.recon_weight * rec
             rec_sum += rec.item() * len(pick)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients(params, d)
-        opt.step()
-        if sched is not None:
-            sched.step()
+        optimizer_step(loss, opt, sched, params, d)
         ce_sum += ce.item() * len(pick)
         correct += (logits.argmax(1) == labels).sum().item()
         n += len(pick)
@@ -230,12 +238,7 @@ def joint_epoch(
             rec = _recon_loss(model, _frames(out_.codes, pick), clean, pick)
             loss = loss + cfg.train.recon_weight * rec
             rec_total += rec.item() * len(yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients(params, d)
-        nn.utils.clip_grad_norm_(params, 5.0)  # what this stage trains: a frozen encoder's are not in it
-        opt.step()
-        sched.step()
+        optimizer_step(loss, opt, sched, params, d, clip=5.0)  # params: what this stage trains
         total += loss.item() * len(yb)
         correct += (out_.logits.argmax(1) == yb).sum().item()
         n += len(yb)
@@ -305,6 +308,84 @@ def _write_history(rows: list[dict], out: Path) -> None:
     write_text(out / "history.csv", buf.getvalue())
 
 
+@dataclass
+class TrainState:
+    """What resume restores besides weights, optimiser and RNG: where training stopped (the last
+    finished epoch of a stage), the early-stopping record of the joint stage, the history and the time."""
+
+    stage: str = "none"  # "none", "pretrain" or "joint"
+    epoch: int = 0
+    best: tuple[float, float] = (-1.0, float("inf"))  # (val accuracy, val loss) of the best joint epoch
+    best_epoch: int = 0
+    stale: int = 0  # joint epochs since the best one
+    history: list[dict] = field(default_factory=list)
+    elapsed: float = 0.0  # seconds trained before this process started
+
+    def improves(self, val_acc: float, val_loss: float) -> bool:
+        """Better accuracy, ties broken by lower loss."""
+        return (val_acc, -val_loss) > (self.best[0], -self.best[1])
+
+
+@dataclass
+class Run:
+    """One training run's context: settings, data, model, where it runs, where it writes, and its state."""
+
+    cfg: Config
+    prepared: Prepared
+    out: Path
+    model: nn.Module
+    d: Dist
+    device: torch.device
+    gen: torch.Generator
+    stats: dict
+    data: dict[str, torch.Tensor]  # x_train, y_train (stills unexpanded), x_val, y_val
+    state: TrainState
+    saved: dict | None  # the resumed last.pt (optimiser, scheduler and RNG states), None on a fresh start
+    log: object
+    progress: bool
+    started: float = 0.0
+    rng_restored: bool = False
+
+    def restore_rng(self) -> None:
+        """RNG states as the interrupted run saved them, once, right before the first epoch after resume."""
+        if self.saved is None or self.rng_restored:
+            return
+        r, self.rng_restored = self.saved["resume"], True
+        self.gen.set_state(r["generator"])
+        torch.set_rng_state(r["torch_rng"])
+        if torch.cuda.is_available() and r.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(r["cuda_rng"])
+
+    def record(self, row: dict) -> None:
+        self.state.history.append(row)
+        if self.d.main:
+            _write_history(self.state.history, self.out)
+
+    def save_last(self, stage: str, epoch: int, opt, sched, probe, val_acc: float) -> None:
+        """last.pt: the weights and everything resume needs, after every epoch (rank 0, atomically)."""
+        self.state.stage, self.state.epoch = stage, epoch
+        if not self.d.main:
+            return
+        s = self.state
+        ckpt = _checkpoint(self.model, self.cfg, self.prepared, self.stats, epoch, val_acc)
+        ckpt["resume"] = {
+            "stage": stage,
+            "epoch": epoch,
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict() if sched is not None else None,
+            "probe": probe.state_dict() if probe is not None else None,
+            "generator": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "best": list(s.best),
+            "best_epoch": s.best_epoch,
+            "stale": s.stale,
+            "history": s.history,
+            "elapsed": time.time() - self.started,
+        }
+        atomic_save(ckpt, self.out / "last.pt")
+
+
 def _checkpoint(model, cfg: Config, prepared: Prepared, stats: dict, epoch: int, val_acc: float) -> dict:
     return {
         "model": model.state_dict(),
@@ -315,25 +396,6 @@ def _checkpoint(model, cfg: Config, prepared: Prepared, stats: dict, epoch: int,
         "epoch": epoch,
         "val_acc": val_acc,
         "vemo_version": __version__,
-    }
-
-
-def _resume_state(stage, epoch, opt, sched, probe, gen, best, best_epoch, stale, history, elapsed) -> dict:
-    """Everything needed to continue exactly where an epoch ended (plain values and tensors only)."""
-    return {
-        "stage": stage,
-        "epoch": epoch,
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict() if sched is not None else None,
-        "probe": probe.state_dict() if probe is not None else None,
-        "generator": gen.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "best": list(best),
-        "best_epoch": best_epoch,
-        "stale": stale,
-        "history": history,
-        "elapsed": elapsed,
     }
 
 
@@ -364,18 +426,14 @@ def _load_resume(out: Path, cfg: Config, log) -> dict | None:
     return ckpt
 
 
-def train(
-    cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool = True, log=print, resume: bool = False
-) -> TrainResult:
-    """Train `cfg.model` on the prepared data's train split, selecting on its val split.
+def _state_from(saved: dict) -> TrainState:
+    r = saved["resume"]
+    return TrainState(r["stage"], r["epoch"], tuple(r["best"]), r["best_epoch"], r["stale"], r["history"], r["elapsed"])
 
-    After every epoch (of either stage) `last.pt` holds the model and the full resume state (optimiser,
-    scheduler, RNG states, early-stopping counters, history), written atomically; `resume=True`
-    continues from it and, with the same config on the same machine, ends with the same weights as an
-    uninterrupted run.
-    """
+
+def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resume: bool) -> Run:
+    """Check settings, join the process group, seed, load the data and build (or restore) the model."""
     _check_train_config(cfg)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # Record the preprocessing the data really had (a cache may come from `--data` with other settings),
     # so the checkpoint describes its inputs and evaluation re-prepares the same frames and split.
@@ -388,144 +446,168 @@ def train(
         log, progress = (lambda *_: None), False  # one voice: rank 0 logs and writes
     set_threads(cfg.train.threads)
     gen = seed_everything(cfg.train.seed)
-    state = _load_resume(out, cfg, log) if resume else None
-    if d.main:
-        cfg.save(out / "config.yaml")
-        write_json(out / "environment.json", environment(prepared.path / "manifest.json"))
-    stats = dict(prepared.manifest["stats"])
-    frames = prepared.manifest["settings"]["frames"]
+    saved = _load_resume(out, cfg, log) if resume else None
     x_tr, y_tr = load_split(prepared, "train", expand=False)  # stills get fresh sequences per batch
     x_va, y_va = load_split(prepared, "val")
     if len(x_tr) == 0 or len(x_va) == 0:
         raise ValueError(f"train and val splits must be non-empty (train {len(x_tr)}, val {len(x_va)})")
     model = model_from_config(cfg.model, len(prepared.labels), prepared.manifest["settings"]["size"])
+    if cfg.train.freeze_encoder and model.has_frame_encoder and cfg.train.pretrain_epochs == 0:
+        raise ValueError(
+            "train.freeze_encoder with train.pretrain_epochs 0 would train on a random frame encoder that never "
+            "learns: pretrain it (train.pretrain_epochs > 0) or set train.freeze_encoder=false"
+        )
     if cfg.train.channels_last:
         model = to_channels_last(model)
-    n_params = count_parameters(model)
+    if d.main:
+        cfg.save(out / "config.yaml")
+        write_json(out / "environment.json", environment(prepared.path / "manifest.json"))
     where = f"; {d.world} processes" if d.active else ""
-    log(f"model {cfg.model.name} ({n_params / 1e6:.2f}M parameters); train {len(x_tr)} clips, val {len(x_va)}{where}")
-    history: list[dict] = []
-    best, best_epoch, stale, elapsed = (-1.0, float("inf")), 0, 0, 0.0
-    done = ("none", 0)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        r = state["resume"]
-        history, best, best_epoch, stale, elapsed = (
-            r["history"],
-            tuple(r["best"]),
-            r["best_epoch"],
-            r["stale"],
-            r["elapsed"],
-        )
-        done = (r["stage"], r["epoch"])
-        log(f"resuming after {r['stage']} epoch {r['epoch']} ({elapsed / 60:.1f} min trained so far)")
-    model = model.to(device)
-    started = time.time() - elapsed
+    n = count_parameters(model)
+    log(f"model {cfg.model.name} ({n / 1e6:.2f}M parameters); train {len(x_tr)} clips, val {len(x_va)}{where}")
+    state = TrainState()
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        state = _state_from(saved)
+        log(f"resuming after {state.stage} epoch {state.epoch} ({state.elapsed / 60:.1f} min trained so far)")
+    data = {"x_train": x_tr, "y_train": y_tr, "x_val": x_va, "y_val": y_va}
+    run = Run(cfg, prepared, out, model.to(device), d, device, gen, dict(prepared.manifest["stats"]), data, state,
+              saved, log, progress)  # fmt: skip
+    run.started = time.time() - state.elapsed
+    return run
 
-    def restore_rng():
-        """RNG states as they were when the interrupted run saved; called right before the next epoch."""
-        if state is not None:
-            gen.set_state(state["resume"]["generator"])
-            torch.set_rng_state(state["resume"]["torch_rng"])
-            if torch.cuda.is_available() and state["resume"].get("cuda_rng"):
-                torch.cuda.set_rng_state_all(state["resume"]["cuda_rng"])
 
-    def save_last(stage, epoch, opt, sched, probe, val_acc):
-        if not d.main:
-            return
-        ckpt = _checkpoint(model, cfg, prepared, stats, epoch, val_acc)
-        ckpt["resume"] = _resume_state(
-            stage, epoch, opt, sched, probe, gen, best, best_epoch, stale, history, time.time() - started
-        )
-        atomic_save(ckpt, out / "last.pt")
-
-    can_pretrain = model.has_frame_encoder  # frame-level pretraining needs a frame encoder
-    if cfg.train.pretrain_epochs > 0 and not can_pretrain:
-        log(f"{cfg.model.name} has no frame encoder: frame pretraining skipped")
-    if cfg.train.pretrain_epochs > 0 and can_pretrain and done[0] != "joint":
-        probe = nn.Linear(model.code_dim, len(prepared.labels)).to(device)
-        params = [p for n, p in model.named_parameters() if not n.startswith("temporal.")] + list(probe.parameters())
-        opt, sched = pretrain_optimizer(params, cfg, math.ceil(len(x_tr) // d.world / cfg.train.pretrain_batch_size))
-        x_pv = load_split(prepared, "val", expand=False)[0] if prepared.kind == "stills" else probe_frames(x_va, cfg)
-        first = 1
-        if done[0] == "pretrain":
-            probe.load_state_dict(state["resume"]["probe"])
-            opt.load_state_dict(state["resume"]["optimizer"])
-            if sched is not None:
-                sched.load_state_dict(state["resume"]["scheduler"])
-            first = done[1] + 1
-        restore_rng()
-        for epoch in range(first, cfg.train.pretrain_epochs + 1):
-            row = pretrain_epoch(model, probe, opt, sched, x_tr, y_tr, stats, cfg, gen, epoch, progress, d, device)
-            sync_buffers(model, d)
-            val_loss, val_acc = validate_probe(model, probe, x_pv.reshape(-1, *x_pv.shape[-2:]), y_va, stats, device)
-            row.update(val_loss=val_loss, val_acc=val_acc)
-            history.append(row)
-            if d.main:
-                _write_history(history, out)
-            save_last("pretrain", epoch, opt, sched, probe, 0.0)
-            recon = f", reconstruction MSE {row['recon_loss']:.4f}" if row["recon_loss"] != "" else ""
-            log(
-                f"pretrain epoch {epoch}: frame loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}{recon} | "
-                f"val frame loss {val_loss:.3f} acc {val_acc:.3f} ({row['seconds']:.0f}s)"
-            )
-
-    if cfg.train.freeze_encoder and can_pretrain:
-        model.encoder.requires_grad_(False)
-        for p in model.encoder.parameters():
-            p.grad = None  # the last pretraining step's gradients would otherwise linger through joint training
-    steps = math.ceil(len(x_tr) // d.world / cfg.train.batch_size)  # per process
-    opt = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+def pretrain_stage(run: Run) -> None:
+    """Stage 1: the frame encoder (and autoencoder) learn from single frames, with a throw-away linear
+    probe on the codes; each epoch ends with the probe's frame accuracy on val and a resumable last.pt."""
+    cfg, model, d, data = run.cfg, run.model, run.d, run.data
+    probe = nn.Linear(model.code_dim, len(run.prepared.labels)).to(run.device)
+    params = [p for n, p in model.named_parameters() if not n.startswith("temporal.")] + list(probe.parameters())
+    steps = math.ceil(len(data["x_train"]) // d.world / cfg.train.pretrain_batch_size)
+    opt, sched = pretrain_optimizer(params, cfg, steps)
+    x_pv = (
+        load_split(run.prepared, "val", expand=False)[0]
+        if run.prepared.kind == "stills"
+        else probe_frames(data["x_val"], cfg)
     )
+    first = 1
+    if run.state.stage == "pretrain":
+        r = run.saved["resume"]
+        probe.load_state_dict(r["probe"])
+        opt.load_state_dict(r["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(r["scheduler"])
+        first = run.state.epoch + 1
+    run.restore_rng()
+    for epoch in range(first, cfg.train.pretrain_epochs + 1):
+        row = pretrain_epoch(
+            model, probe, opt, sched, data["x_train"], data["y_train"], run.stats, cfg, run.gen, epoch, run.progress,
+            d, run.device,
+        )  # fmt: skip
+        sync_buffers(model, d)
+        val_loss, val_acc = validate_probe(
+            model, probe, x_pv.reshape(-1, *x_pv.shape[-2:]), data["y_val"], run.stats, run.device
+        )
+        row.update(val_loss=val_loss, val_acc=val_acc)
+        run.record(row)
+        run.save_last("pretrain", epoch, opt, sched, probe, 0.0)
+        recon = f", reconstruction MSE {row['recon_loss']:.4f}" if row["recon_loss"] != "" else ""
+        run.log(
+            f"pretrain epoch {epoch}: frame loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}{recon} | "
+            f"val frame loss {val_loss:.3f} acc {val_acc:.3f} ({row['seconds']:.0f}s)"
+        )
+
+
+def freeze(module: nn.Module) -> None:
+    """No gradients for `module` from now on, and none left over from the last pretraining step (they
+    would otherwise count in the joint stage's gradient-norm clipping)."""
+    module.requires_grad_(False)
+    for p in module.parameters():
+        p.grad = None
+
+
+def joint_stage(run: Run) -> int:
+    """Stage 2: clips through the whole model; validation, best.pt and early stopping every epoch.
+    Returns the last epoch run."""
+    cfg, model, d, data, state = run.cfg, run.model, run.d, run.data, run.state
+    params = [p for p in model.parameters() if p.requires_grad]
+    steps = math.ceil(len(data["x_train"]) // d.world / cfg.train.batch_size)  # per process
+    opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.train.lr, total_steps=max(1, cfg.train.epochs * steps), pct_start=0.15
     )
     first = 1
-    if done[0] == "joint":
-        opt.load_state_dict(state["resume"]["optimizer"])
-        sched.load_state_dict(state["resume"]["scheduler"])
-        first = done[1] + 1
-        restore_rng()
-    elif done[0] == "none" or cfg.train.pretrain_epochs == 0:
-        restore_rng()
-    epoch = first - 1
-    if stale >= cfg.train.patience:
-        first = cfg.train.epochs + 1  # the interrupted run had already stopped early
-    joint_start = time.time()
+    if state.stage == "joint":
+        opt.load_state_dict(run.saved["resume"]["optimizer"])
+        sched.load_state_dict(run.saved["resume"]["scheduler"])
+        first = state.epoch + 1
+    run.restore_rng()
+    if state.stale >= cfg.train.patience:
+        return state.epoch  # the interrupted run had already stopped early
+    frames = run.prepared.manifest["settings"]["frames"]
+    joint_start, epoch = time.time(), first - 1
     for epoch in range(first, cfg.train.epochs + 1):
-        row = joint_epoch(model, opt, sched, x_tr, y_tr, stats, cfg, gen, epoch, frames, progress, d, device)
+        row = joint_epoch(
+            model, opt, sched, data["x_train"], data["y_train"], run.stats, cfg, run.gen, epoch, frames,
+            run.progress, d, run.device,
+        )  # fmt: skip
         sync_buffers(model, d)
-        val_loss, val_acc = validate(model, x_va, y_va, stats, cfg, device)
+        val_loss, val_acc = validate(model, data["x_val"], data["y_val"], run.stats, cfg, run.device)
         row.update(val_loss=val_loss, val_acc=val_acc)
-        history.append(row)
-        if d.main:
-            _write_history(history, out)
-        improved = (val_acc, -val_loss) > (best[0], -best[1])
+        run.record(row)
+        improved = state.improves(val_acc, val_loss)
         if improved:
-            best, best_epoch, stale = (val_acc, val_loss), epoch, 0
+            state.best, state.best_epoch, state.stale = (val_acc, val_loss), epoch, 0
             if d.main:
-                atomic_save(_checkpoint(model, cfg, prepared, stats, epoch, val_acc), out / "best.pt")
+                atomic_save(_checkpoint(model, cfg, run.prepared, run.stats, epoch, val_acc), run.out / "best.pt")
         else:
-            stale += 1
-        log(
+            state.stale += 1
+        run.log(
             f"epoch {epoch}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
             f"val loss {val_loss:.3f} acc {val_acc:.3f}{' *' if improved else ''} ({row['seconds']:.0f}s)"
         )
-        save_last("joint", epoch, opt, sched, None, val_acc)
+        run.save_last("joint", epoch, opt, sched, None, val_acc)
         out_of_time = bool(cfg.train.max_minutes) and time.time() - joint_start > 60 * cfg.train.max_minutes
         # rank 0 decides: clocks (and, across machines, floats) differ, and a process that stops alone
         # would leave the others waiting in all-reduce
-        if agree(stale >= cfg.train.patience or out_of_time, d):
-            log("early stopping: no validation improvement" if stale >= cfg.train.patience else "time budget reached")
+        if agree(state.stale >= cfg.train.patience or out_of_time, d):
+            run.log(
+                "early stopping: no validation improvement"
+                if state.stale >= cfg.train.patience
+                else "time budget reached"
+            )
             break
-    if d.main:
+    return epoch
+
+
+def train(
+    cfg: Config, prepared: Prepared, out_dir: str | Path, progress: bool = True, log=print, resume: bool = False
+) -> TrainResult:
+    """Train `cfg.model` on the prepared data's train split, selecting on its val split.
+
+    After every epoch (of either stage) `last.pt` holds the model and the full resume state (optimiser,
+    scheduler, RNG states, early-stopping counters, history), written atomically; `resume=True`
+    continues from it and, with the same config on the same machine, ends with the same weights as an
+    uninterrupted run.
+    """
+    run = _start(cfg, prepared, Path(out_dir), progress, log, resume)
+    model = run.model
+    if cfg.train.pretrain_epochs > 0 and not model.has_frame_encoder:
+        log(f"{cfg.model.name} has no frame encoder: frame pretraining skipped")
+    if cfg.train.pretrain_epochs > 0 and model.has_frame_encoder and run.state.stage != "joint":
+        pretrain_stage(run)
+    if cfg.train.freeze_encoder and model.has_frame_encoder:
+        freeze(model.encoder)
+    last_epoch = joint_stage(run)
+    if run.d.main:
         from vemo.reporting.plots import plot_curves
 
-        plot_curves(out / "history.csv", out / "curves.png")
+        plot_curves(run.out / "history.csv", run.out / "curves.png")
+    s = run.state
     return TrainResult(
-        out / "best.pt", best_epoch, best[0], epoch, time.time() - started, n_params, d.world, _weights_sha(model)
-    )
+        run.out / "best.pt", s.best_epoch, s.best[0], last_epoch, time.time() - run.started, count_parameters(model),
+        run.d.world, _weights_sha(model),
+    )  # fmt: skip
 
 
 def _weights_sha(model: nn.Module) -> str:
