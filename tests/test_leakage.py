@@ -19,7 +19,8 @@ def _row(emotion: int, img: np.ndarray, usage: str) -> str:
 
 def _fer_csv(path):
     """12 rows: CSV rows 2 (Training) and 6 (PublicTest) share pixels; rows 3/4 (both Training) and 7/10
-    (PublicTest/PrivateTest) do too, which is no train leak."""
+    (PublicTest/PrivateTest) do too, which is no train leak. Too few Training rows per class for the
+    protocol's 10% validation carve: no val split."""
     shared, twin, other = _face(100), _face(101), _face(102)
     rows = [
         _row(0, _face(1), "Training"),
@@ -27,11 +28,11 @@ def _fer_csv(path):
         _row(4, twin, "Training"),
         _row(4, twin, "Training"),
         _row(5, _face(2), "Training"),
-        _row(3, shared, "PublicTest"),  # row 6: the same image as row 2, in val
+        _row(3, shared, "PublicTest"),  # row 6: the same image as row 2, in test
         _row(1, other, "PublicTest"),
         _row(2, _face(3), "PublicTest"),
         _row(6, _face(4), "PrivateTest"),
-        _row(1, other, "PrivateTest"),  # row 10: the same as row 7 (val vs test: not a train leak)
+        _row(1, other, "PrivateTest"),  # row 10: the same as row 7 (test vs private-test: not a train leak)
         _row(0, _face(5), "PrivateTest"),
         _row(2, _face(6), "PrivateTest"),
     ]
@@ -48,12 +49,12 @@ def test_fer_duplicates_across_official_splits_are_reported_and_kept(tmp_path):
     logs = []
     prepared = prepare(_fer_cfg(tmp_path), progress=False, log=logs.append)
     warnings = [line for line in logs if line.startswith("warning:")]
-    assert warnings == ["warning: 1 images in val also appear in train (identical pixels); official split kept"]
+    assert warnings == ["warning: 1 images in test also appear in train (identical pixels); official split kept"]
     leakage = prepared.manifest["leakage"]
     assert leakage["duplicates_across_splits"] == 1 and leakage["dropped"] == 0
-    assert leakage["examples"] == [{"train": f"{csv_path}#row2", "val": f"{csv_path}#row6"}]
+    assert leakage["examples"] == [{"train": f"{csv_path}#row2", "test": f"{csv_path}#row6"}]
     assert len(prepared.items) == 12 and prepared.manifest["skipped"] == []  # the official split is kept
-    assert prepared.manifest["counts"]["val"] == {"disgust": 1, "fear": 1, "happy": 1}
+    assert prepared.manifest["counts"]["test"] == {"disgust": 1, "fear": 1, "happy": 1}
 
 
 def test_dedupe_drops_the_non_train_copy(tmp_path):
@@ -62,7 +63,7 @@ def test_dedupe_drops_the_non_train_copy(tmp_path):
     logs = []
     prepared = prepare(_fer_cfg(tmp_path, dedupe=True), progress=False, log=logs.append)
     assert prepared.path != kept.path  # dedupe is part of the cache key
-    assert "warning: 1 images in val also appear in train (identical pixels); dropped (prepare.dedupe)" in logs
+    assert "warning: 1 images in test also appear in train (identical pixels); dropped (prepare.dedupe)" in logs
     sources = [it["source"] for it in prepared.items]
     assert len(sources) == 11 and f"{csv_path}#row6" not in sources and f"{csv_path}#row2" in sources
     assert prepared.manifest["skipped"] == [
@@ -74,7 +75,7 @@ def test_dedupe_drops_the_non_train_copy(tmp_path):
     ]
     leakage = prepared.manifest["leakage"]
     assert leakage["duplicates_across_splits"] == 1 and leakage["dropped"] == 1
-    assert prepared.manifest["counts"]["val"] == {"disgust": 1, "fear": 1}
+    assert prepared.manifest["counts"]["test"] == {"disgust": 1, "fear": 1}
     # the frames were compacted: row k still holds items[k]'s pixels
     frames = prepared.frames()
     assert frames.shape == (11, 1, 48, 48)

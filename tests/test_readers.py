@@ -79,8 +79,8 @@ def test_fer_folders_prefix_decides_split_and_single_folder_is_test(tmp_path):
     records, skipped, _ = read_fer2013(tmp_path / "fer")
     got = {r.source.split("fer/")[1]: (r.label, r.split) for r in records}
     assert got["train/Anger/img3.jpg"] == ("angry", "train")
-    assert got["test/happy/PublicTest_4.jpg"] == ("happy", "val")
-    assert got["test/sad/PrivateTest_5.jpg"] == ("sad", "test")
+    assert got["test/happy/PublicTest_4.jpg"] == ("happy", "test")
+    assert got["test/sad/PrivateTest_5.jpg"] == ("sad", "private-test")
     assert got["test/sad/plain_6.png"] == ("sad", "test")
     assert [s.kind for s in skipped] == ["unknown-label"]
     cfg = PrepareConfig(dataset="fer2013", root=str(tmp_path / "fer"), cache_dir=str(tmp_path / "c"))
@@ -90,8 +90,8 @@ def test_fer_folders_prefix_decides_split_and_single_folder_is_test(tmp_path):
     # a single folder of classes (a test folder alone): "test", unless a Usage prefix says otherwise
     records, _, _ = read_fer2013(tmp_path / "fer" / "test")
     assert {r.source.rsplit("/", 1)[-1]: r.split for r in records} == {
-        "PublicTest_4.jpg": "val",
-        "PrivateTest_5.jpg": "test",
+        "PublicTest_4.jpg": "test",
+        "PrivateTest_5.jpg": "private-test",
         "plain_6.png": "test",
         "broken.jpg": "test",  # read as a record, skipped when it fails to decode (above)
     }
@@ -115,9 +115,9 @@ def test_still_sequences_are_deterministic_for_evaluation_and_fresh_for_training
     prepared = prepare(
         PrepareConfig(dataset="fer2013", root=str(tmp_path), frames=12, cache_dir=str(tmp_path / "c")), **QUIET
     )
-    x, y = load_split(prepared, "val")
+    x, y = load_split(prepared, "test")
     assert x.shape == (3, 12, 48, 48) and len(y) == 3
-    assert load_split(prepared, "val", expand=False)[0].shape == (3, 1, 48, 48)
+    assert load_split(prepared, "test", expand=False)[0].shape == (3, 1, 48, 48)
 
 
 def _clip(n=12, side=64, seed=0):

@@ -84,3 +84,18 @@ def test_freezing_keeps_encoder_weights_and_batch_norm_statistics(tiny_synth, tm
     # and the rest of the model did learn in those two epochs
     assert not torch.equal(after["temporal.classifier.4.weight"], trainer.model_from_config(cfg.model, 6, 48)
                            .state_dict()["temporal.classifier.4.weight"])  # fmt: skip
+
+
+def test_resume_accepts_machine_only_changes_and_names_the_rest(tmp_path):
+    from vemo.training.checkpoint import CheckpointError, atomic_save
+    from vemo.training.trainer import _load_resume
+
+    cfg = Config()
+    atomic_save({"model": {}, "config": cfg.to_dict(), "resume": {"stage": "joint"}}, tmp_path / "last.pt")
+    moved = Config()
+    moved.train.threads, moved.train.device, moved.prepare.workers, moved.prepare.cache_dir = 7, "cpu", 3, "elsewhere"
+    assert _load_resume(tmp_path, moved, log=lambda *_: None)["resume"]["stage"] == "joint"
+    changed = Config()
+    changed.train.lr, changed.model.width = 0.5, 64
+    with pytest.raises(CheckpointError, match=r"train\.lr, .*model\.width|model\.width, .*train\.lr"):
+        _load_resume(tmp_path, changed, log=lambda *_: None)

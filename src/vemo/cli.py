@@ -214,12 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace the run already in OUT (its files are deleted first)")
     p.add_argument("--devices", type=int, default=1, help="data-parallel processes on this machine (GPUs or CPU)")
     p.add_argument("--num-nodes", type=int, default=1, help="machines (start with torchrun/srun on each)")
-    p.add_argument(
-        "--strategy",
-        choices=["ddp"],
-        default="ddp",
-        help="multi-process strategy; ddp (data-parallel, gradients all-reduced) is the one implemented",
-    )
     _common(p)
     p.set_defaults(func=cmd_train)
 

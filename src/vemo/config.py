@@ -8,7 +8,6 @@ sections or keys are errors, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -237,11 +236,3 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     cfg = Config()
     _update(cfg, upgrade_saved(data), "config")
     return cfg
-
-
-def config_hash(obj: Any) -> str:
-    """Short stable hash of a config section (used to key caches)."""
-    import hashlib
-
-    blob = json.dumps(asdict(obj) if dataclasses.is_dataclass(obj) else obj, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]

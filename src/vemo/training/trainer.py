@@ -42,6 +42,8 @@ from vemo.training.checkpoint import atomic_save
 from vemo.training.distributed import Dist, agree, average_gradients, device_for, setup, sync_buffers
 
 ALONE = Dist()
+# settings that say where a run executes, not what it computes: a resumed run may change them
+MACHINE_ONLY = {"train": ("threads", "device"), "prepare": ("workers", "cache_dir")}
 CPU = torch.device("cpu")
 
 HISTORY_FIELDS = (
@@ -410,18 +412,18 @@ def _load_resume(out: Path, cfg: Config, log) -> dict | None:
     ckpt = load_checkpoint(path)
     if "resume" not in ckpt:
         raise CheckpointError(f"{path} holds no resume state (written by an older vemo?)")
-    saved = {k: v for k, v in ckpt["config"].items() if k != "out"}
-    now = {k: v for k, v in cfg.to_dict().items() if k != "out"}
-    if saved != now:
-        diffs = [
-            f"{sec}.{k}"
-            for sec in now
-            if isinstance(now[sec], dict)
-            for k in now[sec]
-            if now[sec][k] != saved.get(sec, {}).get(k)
-        ]
+    saved, now = ckpt["config"], cfg.to_dict()
+    diffs = [
+        f"{sec}.{k}"
+        for sec in now
+        if isinstance(now[sec], dict)
+        for k in now[sec]
+        if k not in MACHINE_ONLY.get(sec, ()) and now[sec][k] != saved.get(sec, {}).get(k)
+    ]
+    if diffs:
         raise CheckpointError(
-            f"cannot resume {path}: the config differs from the interrupted run's ({', '.join(diffs)})"
+            f"cannot resume {path}: the config differs from the interrupted run's ({', '.join(diffs)}); "
+            f"only where it runs may change ({', '.join(f'{s}.{k}' for s, ks in MACHINE_ONLY.items() for k in ks)})"
         )
     return ckpt
 
