@@ -36,19 +36,23 @@ def main() -> None:
     args = p.parse_args()
     clips = sorted((args.root / "VideoFlash").glob("*.flv"))
     votes = crowd_votes(args.root)
-    df = vemo.predict(clips, args.checkpoint, window="clip")
+    df = vemo.predict(clips, args.checkpoint, window="clip").set_index("source")
     print("| clip | acted | crowd, face only (agreement) | vemo | confidence | vemo's top two |")
     print("|---|---|---|---|---:|---|")
     agree_acted = agree_crowd = 0
-    for clip, row in zip(clips, df.itertuples(index=False), strict=True):
+    for clip in clips:
+        if clip.name not in df.index:
+            print(f"| {clip.stem} | skipped: {dict(df.attrs.get('skipped', [])).get(clip.name, '?')} |||||")
+            continue
+        row = df.loc[clip.name]
         acted = canonical_label(clip.stem.split("_")[2])
         crowd, level = votes.get(clip.stem, ("?", float("nan")))
-        probs = {c[2:]: getattr(row, c) for c in df.columns if c.startswith("p_")}
+        probs = {c[2:]: row[c] for c in df.columns if c.startswith("p_")}
         top = sorted(probs, key=probs.get, reverse=True)[:2]
-        agree_acted += row.label == acted
-        agree_crowd += row.label in crowd.split("/")
+        agree_acted += row["label"] == acted
+        agree_crowd += row["label"] in crowd.split("/")
         print(
-            f"| {clip.stem} | {acted} | {crowd} ({level:.0f}%) | {row.label} | {row.confidence:.2f} | "
+            f"| {clip.stem} | {acted} | {crowd} ({level:.0f}%) | {row['label']} | {row['confidence']:.2f} | "
             f"{top[0]} {probs[top[0]]:.2f}, {top[1]} {probs[top[1]]:.2f} |"
         )
     print(

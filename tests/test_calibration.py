@@ -1,7 +1,5 @@
 """Temperature scaling: fitted on validation, stored in the checkpoint, used by every consumer."""
 
-import logging
-
 import numpy as np
 import pytest
 import torch
@@ -56,16 +54,20 @@ def test_checkpoint_temperature_defaults_to_one_and_is_read_back(tmp_path):
     assert temperature_of(load_checkpoint(tmp_path / "c.pt")) == 1.7
 
 
-def test_old_checkpoint_with_sharpness_matching_loads_with_a_one_line_note(tmp_path, caplog):
+def test_checkpoints_of_vemo_0_2_are_refused_in_one_line(tmp_path):
+    from vemo.training.checkpoint import CheckpointError
+
     cfg = Config()
     cfg.model.width = 8
-    model = model_from_config(cfg.model, 6, 48)
-    config = cfg.to_dict()
-    config["train"]["match_sharpness"] = True  # what vemo 0.2 saved
-    ckpt = {"model": model.state_dict(), "config": config, "labels": list("abcdef"), "stats": {"sharpness": 6.2}}
-    atomic_save(ckpt, tmp_path / "old.pt")
-    with caplog.at_level(logging.WARNING):
-        loaded = load_checkpoint(tmp_path / "old.pt")
-    assert "sharpness" not in loaded["stats"] and "match_sharpness" not in loaded["config"]["train"]
-    notes = [r.getMessage() for r in caplog.records if "sharpness matching was removed" in r.getMessage()]
-    assert len(notes) == 1 and "old.pt" in notes[0] and "\n" not in notes[0]
+    weights = model_from_config(cfg.model, 6, 48).state_dict()
+    # vemo 0.2 numbered the encoder's layers and recorded the training sharpness of blurred FER2013
+    old_names = {k.replace("encoder.stage1.", "encoder.0."): v for k, v in weights.items()}
+    for name, ckpt in {
+        "numbered": {"model": old_names, "config": cfg.to_dict(), "labels": list("abcdef"), "stats": {}},
+        "sharp": {"model": weights, "config": cfg.to_dict(), "labels": list("abcdef"), "stats": {"sharpness": 6.2}},
+    }.items():
+        atomic_save(ckpt, tmp_path / f"{name}.pt")
+        with pytest.raises(CheckpointError, match=r"vemo 0\.2 or older") as err:
+            load_checkpoint(tmp_path / f"{name}.pt")
+        assert f"{name}.pt" in str(err.value) and "\n" not in str(err.value)
+        assert ("sharpness" in str(err.value)) == (name == "sharp")

@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="a prepared cache folder (skips prepare)")
     p.add_argument(
         "--split",
-        choices=["train", "val", "test", "all"],
+        choices=["train", "val", "test", "private-test", "all"],
         help="default: 'test' on the dataset the model was trained on, 'all' on any other data",
     )
     p.add_argument("--out", help="folder for metrics.json (default: the checkpoint's folder)")
@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint", required=True, help="checkpoint file, updated in place (atomically)")
     p.add_argument("--data", required=True, help="the prepared cache the model was trained on (cache/<dataset>-<key>)")
-    p.add_argument("--split", default="val", help="split to fit on (default val; never the test split)")
+    p.add_argument("--split", default="val", choices=["val", "train"], help="split to fit on (never a test split)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("ship", help="package a checkpoint for distribution (weights, config, labels, stats)")

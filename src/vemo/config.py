@@ -63,7 +63,7 @@ class ModelConfig:
     name: str = "cnn_ae_lstm"
     encoder: str = "small_cnn"  # frame encoder from the encoder registry
     width: int = 16  # channels of the first conv stage; doubled at each stage
-    input_pool: int = 1  # frame encoders average-pool frames by this factor first (blurred data: 2-3)
+    input_pool: int = 1  # frame encoders average-pool frames by this factor first (frames without fine detail)
     feature_dim: int = 128  # frame feature size out of the CNN
     bottleneck_dim: int = 48  # autoencoder code size (variants with an autoencoder)
     hidden: int = 96  # LSTM hidden size
@@ -86,7 +86,7 @@ class TrainConfig:
     # set's frame classifier sat near chance for 7-13 of 14 epochs; at 3e-4 it left chance within 2-4
     # and reached 0.64-0.72 frame accuracy by epoch 14 (cnn_lstm, seeds 0-2)
     pretrain_schedule: str = "constant"  # learning rate in pretraining: "constant", "onecycle" or "cosine"
-    # (cosine: 2-epoch linear warm-up, then cosine decay to 0 over the remaining pretraining epochs)
+    # (cosine: linear warm-up over the first 2 epochs, at most a tenth of all steps, then cosine decay to 0)
     pretrain_optimizer: str = "adamw"  # "adamw", or "sgd" (Nesterov momentum 0.9: the long FER2013 recipe)
     batch_size: int = 16
     lr: float = 1e-3

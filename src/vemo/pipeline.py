@@ -169,6 +169,7 @@ RUN_FILES = (
     "train.json",
     "history.csv",
     "curves.png",
+    "reliability.png",
     "best.pt",
     "last.pt",
     "metrics.json",

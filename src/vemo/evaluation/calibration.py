@@ -19,7 +19,14 @@ import torch.nn.functional as F
 from vemo.data.loader import load_split
 from vemo.data.prepare import Prepared
 from vemo.evaluation.inference import predict
-from vemo.training.checkpoint import atomic_save, load_checkpoint, model_from_checkpoint
+from vemo.training.checkpoint import (
+    SHIPPED,
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+    model_from_checkpoint,
+    resolve_checkpoint,
+)
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -66,7 +73,15 @@ def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int
 def calibrate_checkpoint(checkpoint: str | Path, prepared: Prepared, split: str = "val", log=print) -> dict:
     """Fit the temperature of `checkpoint` on `split` of the data it was trained on and store it in the
     checkpoint file (atomically). Returns what is stored: T, the split, its size, NLL and ECE before/after."""
-    ckpt = load_checkpoint(checkpoint)
+    if str(checkpoint) in SHIPPED:
+        raise CheckpointError(f"{checkpoint!r} is a shipped model: calibrate a copy of it (vemo ship), not the package")
+    if split not in ("val", "train"):
+        raise ValueError(f"calibration fits on the val (or train) split, never on {split!r}: that is for scoring")
+    path = resolve_checkpoint(checkpoint)
+    ckpt = load_checkpoint(path)
+    size = ckpt["config"]["prepare"]["size"]
+    if prepared.manifest["settings"]["size"] != size:
+        raise ValueError(f"{path} expects {size}x{size} frames but {prepared.path} was prepared at another size")
     x, y = load_split(prepared, split)
     if len(x) == 0:
         raise ValueError(f"cannot calibrate: the {split!r} split of {prepared.path} is empty")
@@ -85,7 +100,7 @@ def calibrate_checkpoint(checkpoint: str | Path, prepared: Prepared, split: str 
         "ece_after": expected_calibration_error(after, y.numpy()),
     }
     ckpt["calibration"] = calibration
-    atomic_save(ckpt, checkpoint)
+    atomic_save(ckpt, path)
     log(
         f"calibrated {checkpoint} on {split} ({len(y)} clips): temperature {t:.3f}; "
         f"ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}, "

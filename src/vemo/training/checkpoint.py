@@ -8,7 +8,6 @@ leaves a truncated file under the real name.
 
 from __future__ import annotations
 
-import logging
 import pickle
 import re
 import zipfile
@@ -22,8 +21,6 @@ from vemo.config import config_from_dict
 from vemo.data.video import LFS_MAGIC
 from vemo.io import atomic_write
 from vemo.models.registry import model_from_config
-
-log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -128,21 +125,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return _upgrade(ckpt, path)
 
 
+OLD_ENCODER_NAME = re.compile(r"^encoder\.\d+\.")  # vemo <= 0.2: encoder layers by index, not by name
+
+
 def _upgrade(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Drop what older vemo versions stored and no longer mean anything, saying so in one line."""
+    """Refuse, in one line, checkpoints of vemo <= 0.2: their encoder layers are numbered rather than named
+    (the names changed in 0.3), and a FER2013 model of that time was trained on a blurred copy of the
+    images and leaned on sharpness matching, a workaround vemo no longer has."""
     stats = ckpt.get("stats")
-    if isinstance(stats, dict) and "sharpness" in stats:
-        # vemo <= 0.2 blurred inputs to the sharpness of a blurred FER2013 copy; that workaround is gone
-        ckpt["stats"] = {k: v for k, v in stats.items() if k != "sharpness"}
-        log.warning(
-            "%s: ignoring its recorded training sharpness (%.1f): sharpness matching was removed in vemo 0.3; "
-            "this model was trained on blurred faces and reads sharp ones poorly",
-            path,
-            stats["sharpness"],
+    sharpness = isinstance(stats, dict) and "sharpness" in stats
+    weights = ckpt.get("model")
+    if sharpness or (isinstance(weights, dict) and any(OLD_ENCODER_NAME.match(str(k)) for k in weights)):
+        why = "it relies on sharpness matching (trained on blurred faces), removed in 0.3; " if sharpness else ""
+        raise CheckpointError(
+            f"{path}: written by vemo 0.2 or older, which this vemo cannot load ({why}its encoder layers "
+            f"have the old numbered names): retrain it with this version"
         )
-    train = ckpt["config"].get("train") if isinstance(ckpt["config"], dict) else None
-    if isinstance(train, dict) and "match_sharpness" in train:
-        ckpt["config"] = {**ckpt["config"], "train": {k: v for k, v in train.items() if k != "match_sharpness"}}
     return ckpt
 
 

@@ -42,7 +42,7 @@ from vemo.training.checkpoint import atomic_save
 from vemo.training.distributed import Dist, agree, average_gradients, device_for, setup, sync_buffers
 
 ALONE = Dist()
-# settings that say where a run executes, not what it computes: a resumed run may change them
+# where a run executes: a resumed run may change these (floating-point sums then differ in the last bits)
 MACHINE_ONLY = {"train": ("threads", "device"), "prepare": ("workers", "cache_dir")}
 CPU = torch.device("cpu")
 
@@ -126,7 +126,7 @@ def _recon_loss(model: nn.Module, codes: torch.Tensor, clean: torch.Tensor, pick
 
 
 def _row(stage: str, epoch: int, loss: float, acc: float, recon, lr: float, start: float) -> dict:
-    """One history.csv row (validation columns are added by the caller for joint epochs)."""
+    """One history.csv row (the caller adds the validation columns)."""
     return {
         "stage": stage,
         "epoch": epoch,
@@ -420,6 +420,11 @@ def _load_resume(out: Path, cfg: Config, log) -> dict | None:
         for k in now[sec]
         if k not in MACHINE_ONLY.get(sec, ()) and now[sec][k] != saved.get(sec, {}).get(k)
     ]
+    moved = [f"{s}.{k}" for s, ks in MACHINE_ONLY.items() for k in ks if now[s][k] != saved.get(s, {}).get(k)]
+    if moved and not diffs:
+        log(
+            f"resuming with other {', '.join(moved)}: it continues, but not bit-identically to an uninterrupted run"
+        )
     if diffs:
         raise CheckpointError(
             f"cannot resume {path}: the config differs from the interrupted run's ({', '.join(diffs)}); "
