@@ -422,9 +422,7 @@ def _load_resume(out: Path, cfg: Config, log) -> dict | None:
     ]
     moved = [f"{s}.{k}" for s, ks in MACHINE_ONLY.items() for k in ks if now[s][k] != saved.get(s, {}).get(k)]
     if moved and not diffs:
-        log(
-            f"resuming with other {', '.join(moved)}: it continues, but not bit-identically to an uninterrupted run"
-        )
+        log(f"resuming with other {', '.join(moved)}: it continues, but not bit-identically to an uninterrupted run")
     if diffs:
         raise CheckpointError(
             f"cannot resume {path}: the config differs from the interrupted run's ({', '.join(diffs)}); "
