@@ -36,7 +36,7 @@ from vemo.data.split import TooFewGroups, assign_splits
 from vemo.data.video import ClipError, sample_clip
 from vemo.io import remove_stale_temps
 
-CACHE_VERSION = 3  # 3: truncated clips and images are skipped; FER2013 CSV rows are read line by line
+CACHE_VERSION = 4  # 4: portrait videos decoded upright; 3: truncated files skipped, FER2013 CSV line by line
 SHOWN_SKIPPED = 20  # skipped files named on the console; the manifest lists all of them
 # Settings that change the cached content; workers and cache location do not.
 KEYED_SETTINGS = (

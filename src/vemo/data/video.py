@@ -54,14 +54,27 @@ _FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 
 
 def luma(frame: av.VideoFrame) -> np.ndarray:
-    """The Y plane as a full-range (H, W) uint8 array (copied out of FFmpeg's padded buffer)."""
+    """The Y plane as a full-range (H, W) uint8 array (copied out of FFmpeg's padded buffer), upright.
+
+    Phones store portrait video as landscape pictures plus a display rotation; the Haar detector only
+    finds upright faces, so every decoder in vemo (prepare, evaluate, predict) turns frames the way a
+    player shows them.
+    """
     name = frame.format.name
     if name in _PLANAR_YUV or name.replace("yuvj", "yuv") in _PLANAR_YUV:
         plane = frame.planes[0]
         y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
         full = name.startswith("yuvj") or getattr(frame, "color_range", 0) == _FULL_RANGE
-        return y.copy() if full else _LIMITED_TO_FULL[y]
-    return frame.to_ndarray(format="gray")
+        y = y.copy() if full else _LIMITED_TO_FULL[y]
+    else:
+        y = frame.to_ndarray(format="gray")
+    turns = upright_turns(frame)
+    return np.ascontiguousarray(np.rot90(y, turns)) if turns else y
+
+
+def upright_turns(frame: av.VideoFrame) -> int:
+    """Quarter turns counter-clockwise (np.rot90's k) that display the frame as its display matrix says."""
+    return round(getattr(frame, "rotation", 0) / 90) % 4
 
 
 def declared_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int | None:

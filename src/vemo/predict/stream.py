@@ -18,7 +18,7 @@ import av
 import numpy as np
 
 from vemo.data.face import crop_square, detect_all
-from vemo.data.video import iter_video, luma
+from vemo.data.video import iter_video, luma, upright_turns
 
 
 @dataclass
@@ -30,24 +30,15 @@ class Frame:
 
 
 def video_frames(path: str | Path, want_rgb: bool = False) -> Iterator[Frame]:
-    """Decode a video file frame by frame (luma plane; RGB too if asked), upright. Raises ClipError on bad
-    files; a file damaged part-way ends the stream at the damage (what decoded is kept).
-
-    Phones store portrait video as landscape pictures plus a display rotation; the Haar detector only
-    finds upright faces, so frames are turned the way a player shows them.
-    """
+    """Decode a video file frame by frame (luma plane; RGB too if asked), upright (`vemo.data.video.luma`).
+    Raises ClipError on bad files; a file damaged part-way ends the stream at the damage (what decoded
+    is kept)."""
     for i, (frame, t) in enumerate(iter_video(path)):
-        turns = upright_turns(frame)
-        gray = np.ascontiguousarray(np.rot90(luma(frame), turns)) if turns else luma(frame)
+        gray, turns = luma(frame), upright_turns(frame)
         rgb = frame.to_ndarray(format="rgb24") if want_rgb else None
         if rgb is not None and turns:
             rgb = np.ascontiguousarray(np.rot90(rgb, turns))
         yield Frame(i, t, gray, rgb)
-
-
-def upright_turns(frame: av.VideoFrame) -> int:
-    """Quarter turns counter-clockwise (np.rot90's k) that display the frame as its display matrix says."""
-    return round(getattr(frame, "rotation", 0) / 90) % 4
 
 
 def video_fps(path: str | Path, default: float = 30.0) -> float:
