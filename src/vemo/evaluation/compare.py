@@ -22,6 +22,7 @@ import numpy as np
 from vemo.config import Config
 from vemo.data.loader import load_split
 from vemo.data.prepare import Prepared
+from vemo.evaluation.calibration import calibrate_checkpoint
 from vemo.evaluation.evaluate import evaluate, robustness
 from vemo.evaluation.inference import predict
 from vemo.evaluation.robustness import DEFAULT_LEVELS
@@ -60,6 +61,7 @@ def run_one(cfg: Config, prepared: Prepared, run_dir: Path, log) -> dict:
         return json.loads(done.read_text())
     quiet = lambda *_: None  # noqa: E731
     result = train(cfg, prepared, run_dir, progress=False, log=quiet, resume=True)
+    calibrate_checkpoint(result.best_checkpoint, prepared, "val", log=quiet)  # as `vemo train` does
     metrics = evaluate(result.best_checkpoint, prepared, run_dir, split="test", log=quiet)
     rob = robustness(result.best_checkpoint, prepared, run_dir, "test", ROBUSTNESS_LEVELS, log=quiet)
     row = {

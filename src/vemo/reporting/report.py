@@ -111,7 +111,8 @@ def _training(run: Path, cfg: dict, history: list[dict], train: dict) -> list[Bl
     if pre:
         frozen = "frozen in" if t.get("freeze_encoder") else "fine-tuned in"
         items.append(
-            f"Frame pretraining: lr {t.get('pretrain_lr')} {t.get('pretrain_schedule', 'constant')}, "
+            f"Frame pretraining: {t.get('pretrain_optimizer', 'adamw')}, lr {t.get('pretrain_lr')} "
+            f"{t.get('pretrain_schedule', 'constant')}, "
             f"{t.get('pretrain_frames')} frames per clip per step; the frame CNN is then {frozen} the joint stage."
         )
     blocks = [Block("h2", "Training"), Block("ul", items)]
@@ -146,12 +147,24 @@ def _results(metrics: dict) -> list[Block]:
         f"{metrics['weighted_f1']:.3f} on {metrics['n']} {metrics.get('split', 'test')} clips "
         f"(chance {1 / len(metrics['labels']):.3f})."
     )
-    return [
+    blocks = [
         Block("h2", f"Results ({metrics.get('split', 'test')} split)"),
         Block("p", head),
         Block("table", (["class", "precision", "recall", "F1", "support"], rows)),
         Block("img", [("confusion.png", "confusion matrix: counts and row-normalised")]),
     ]
+    cal = metrics.get("calibration")
+    if cal:
+        blocks.append(
+            Block(
+                "p",
+                f"Calibration: softmax temperature {cal['temperature']:.2f}, fitted on the validation split; "
+                f"expected calibration error on this split {cal['ece_uncalibrated']:.3f} at temperature 1, "
+                f"{cal['ece']:.3f} with it.",
+            )
+        )
+        blocks.append(Block("img", [("reliability.png", "reliability diagram: accuracy against confidence")]))
+    return blocks
 
 
 def _figures(run: Path) -> list[Block]:
