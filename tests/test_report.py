@@ -67,7 +67,10 @@ def test_report_quotes_the_run_and_its_ablation(compared):
         assert f"Accuracy {metrics['accuracy']:.3f}" in text
         assert f"{summary['cnn_lstm']['macro_f1_mean']:.3f} ± {summary['cnn_lstm']['macro_f1_std']:.3f}" in text
     train = yaml.safe_load((run / "config.yaml").read_text())["train"]
-    assert f"Frame pretraining: lr {train['pretrain_lr']} {train['pretrain_schedule']}" in md  # from the config
+    assert (
+        f"Frame pretraining: {train['pretrain_optimizer']}, lr {train['pretrain_lr']} {train['pretrain_schedule']}"
+        in md
+    )
     for section in ("Design", "Data and split", "Training", "Results", "Ablation", "Limitations"):
         assert f"## {section}" in md
     assert html.count("data:image/png;base64,") >= 5  # curves, confusion, compare, robustness, embeddings, ...

@@ -91,7 +91,8 @@ def test_resume_accepts_machine_only_changes_and_names_the_rest(tmp_path):
     from vemo.training.trainer import _load_resume
 
     cfg = Config()
-    atomic_save({"model": {}, "config": cfg.to_dict(), "resume": {"stage": "joint"}}, tmp_path / "last.pt")
+    last = {"model": {}, "config": cfg.to_dict(), "labels": ["a"], "stats": {}, "resume": {"stage": "joint"}}
+    atomic_save(last, tmp_path / "last.pt")
     moved = Config()
     moved.train.threads, moved.train.device, moved.prepare.workers, moved.prepare.cache_dir = 7, "cpu", 3, "elsewhere"
     assert _load_resume(tmp_path, moved, log=lambda *_: None)["resume"]["stage"] == "joint"
