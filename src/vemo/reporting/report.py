@@ -32,9 +32,24 @@ def _history(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def _parts(cfg: dict) -> tuple[bool, bool, bool]:
+    """(frame encoder, autoencoder, attention) of the run's model, asked of the model the config builds
+    (through the model interface) rather than guessed from its name."""
+    from vemo.config import config_from_dict
+    from vemo.models.registry import model_from_config
+
+    c = config_from_dict({k: v for k, v in cfg.items() if k in ("model", "prepare")})
+    model = model_from_config(c.model, 2, c.prepare.size)
+    attention = model.has_frame_encoder and getattr(model.temporal, "attention", None) is not None
+    return model.has_frame_encoder, model.has_autoencoder, attention
+
+
 def _design(cfg: dict, data: dict) -> Block:
     m, p = cfg.get("model", {}), cfg.get("prepare", {})
-    name = m.get("name", "")
+    frame_model, autoencoder, attention = _parts(cfg)
+    finder = {"haar": "found by OpenCV's Haar cascade on a few frames and interpolated"}.get(
+        p.get("face"), "cropped from the frame's centre (no face detection)"
+    )
     size = f"{p.get('size')}x{p.get('size')} grayscale: colour carries little about expression and costs 3x"
     if data.get("kind") == "stills":
         first = (
@@ -45,10 +60,10 @@ def _design(cfg: dict, data: dict) -> Block:
     else:
         first = (
             f"Frames: {p.get('frames')} per clip, sampled uniformly (an expression's onset, apex and offset all "
-            f"appear), face found by OpenCV's Haar cascade on a few frames and interpolated, {size}."
+            f"appear), face {finder}, {size}."
         )
     items = [first]
-    if name == "c3d":
+    if not frame_model:
         items.append(
             "3D CNN: convolves space and time together, so motion is seen directly; no per-frame "
             "features to pretrain, which makes it the non-recurrent baseline."
@@ -58,14 +73,14 @@ def _design(cfg: dict, data: dict) -> Block:
             f"Frame encoder `{m.get('encoder')}` (CNN, width {m.get('width')}): pretrained on single "
             "frames first, because one clip costs T encoder passes but carries a single label."
         )
-        if "ae" in name:
+        if autoencoder:
             items.append(
                 f"Autoencoder bottleneck ({m.get('feature_dim')} -> {m.get('bottleneck_dim')}): trained "
                 "to rebuild the clean frame from a noisy one, so the code keeps the face and drops noise."
             )
         items.append(
             f"LSTM (hidden {m.get('hidden')}) over the frame codes: expressions unfold in time"
-            + ("; soft attention weights the frames that matter most." if "attn" in name else ".")
+            + ("; soft attention weights the frames that matter most." if attention else ".")
         )
     if data.get("dataset") == "crema-d":
         items.append("Actor-independent split: no person is in two splits, so the score is for unseen people.")
