@@ -89,3 +89,10 @@ def test_models_lists_variants(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "cnn_lstm" in out and "cnn_ae_lstm" in out
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_evaluate_on_a_missing_gpu_is_one_line_and_exit_2(tmp_path, capsys):
+    code = main(["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--device", "cuda", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "sees no CUDA GPU" in err and len(err.strip().splitlines()) == 1

@@ -405,3 +405,17 @@ def test_damaged_cache_files_are_one_line_and_prepare_rebuilds_them(tiny_synth, 
     (cache / "manifest.json").write_text('{"items": [')
     with pytest.raises(PrepareError, match="manifest.json: damaged cache manifest"):
         load_prepared(cache)
+
+
+def test_temporaries_of_killed_annotate_and_export_runs_are_removed_by_the_next(tmp_path):
+    """Item 15: `.NAME.<pid>.<part>.tmp` files whose writer is gone are deleted before the next write."""
+    from vemo.io import remove_stale_temps
+
+    dead = 2**22 + 12345  # above the default pid_max: no process has it
+    left = [tmp_path / f".annotated.mp4.{dead}.video.tmp", tmp_path / f".vemo.onnx.{dead}.onnx.tmp"]
+    mine = tmp_path / f".vemo.onnx.{os.getpid()}.onnx.tmp"  # a live writer's: kept
+    for path in [*left, mine]:
+        path.write_bytes(b"half")
+    remove_stale_temps(tmp_path, "annotated.mp4")
+    remove_stale_temps(tmp_path, "vemo.onnx")
+    assert not any(p.exists() for p in left) and mine.exists()

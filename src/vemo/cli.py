@@ -84,7 +84,7 @@ def cmd_evaluate(args) -> None:
     honour = tuple(k for k in honour if k not in ("root", "dataset", "workers", "cache_dir"))
     evaluate_command(
         _config(args), args.checkpoint, args.data, args.out, args.split, given, args.perturb, levels, not args.quiet,
-        honour=honour,
+        honour=honour, device=args.device,
     )  # fmt: skip
 
 
@@ -233,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--perturb", nargs="+", choices=["noise", "blur", "occlusion"], help="also measure accuracy under these"
     )
     p.add_argument("--levels", help="comma-separated levels for one --perturb kind (default: a range per kind)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 

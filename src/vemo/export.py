@@ -12,13 +12,14 @@ face box), `temperature`, `stats` (already applied in the graph), `input` (this 
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from vemo.io import atomic_write, check_writable
+from vemo.io import atomic_write, check_writable, remove_stale_temps
 from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint, temperature_of
 
 
@@ -58,17 +59,20 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 18) -> Pat
     prep = ckpt["config"]["prepare"]
     example = torch.full((2, prep["frames"], prep["size"], prep["size"]), 128.0)
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out.parent, out.name)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.onnx.tmp")  # `vemo.io` naming: stale ones are removed
     with warnings.catch_warnings():
         # The exporter warns that LSTM graphs may break at other batch sizes; tests/test_export.py checks
         # that they do not (exported with batch 2, run with others).
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size")
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # the legacy exporter, chosen on purpose
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        _export(model, example, tmp, opset)
-    graph = onnx.load(str(tmp))
-    tmp.unlink()
+        try:
+            _export(model, example, tmp, opset)
+            graph = onnx.load(str(tmp))
+        finally:
+            tmp.unlink(missing_ok=True)
     meta = {
         "labels": json.dumps(ckpt["labels"]),
         "frames": str(prep["frames"]),

@@ -27,6 +27,7 @@ from vemo.evaluation.robustness import DEFAULT_LEVELS, perturb
 from vemo.io import atomic_write, check_writable, folder_lock, write_json, write_text
 from vemo.reporting.plots import plot_confusion, plot_reliability, plot_robustness
 from vemo.training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, temperature_of
+from vemo.training.distributed import resolve_device
 
 
 def _check_size(ckpt: dict, prepared: Prepared) -> None:
@@ -109,7 +110,8 @@ def output_folder(base: Path, ckpt: dict, prepared: Prepared, split: str) -> Pat
     return base / f"eval-{prepared.path.name}-{split}"
 
 
-def _load(checkpoint, prepared: Prepared, split: str | None, log):
+def _load(checkpoint, prepared: Prepared, split: str | None, log, device: str = "cpu"):
+    device_ = resolve_device(device)  # before any work: asking for a missing GPU is an error
     ckpt = load_checkpoint(checkpoint)
     _check_size(ckpt, prepared)
     split = _choose_split(ckpt, prepared, split, log)
@@ -117,16 +119,21 @@ def _load(checkpoint, prepared: Prepared, split: str | None, log):
     if len(x) == 0:
         raise ValueError(f"the {split!r} split of {prepared.path} is empty")
     items = [prepared.items[i] for i in prepared.indices(split)]
-    return ckpt, model_from_checkpoint(ckpt), split, x, y, items
+    return ckpt, model_from_checkpoint(ckpt).to(device_), split, x, y, items
 
 
 def evaluate(
-    checkpoint: str | Path, prepared: Prepared, out_dir: str | Path, split: str | None = "test", log=print
+    checkpoint: str | Path,
+    prepared: Prepared,
+    out_dir: str | Path,
+    split: str | None = "test",
+    log=print,
+    device: str = "cpu",
 ) -> dict:
     """Evaluate on `split` (None: `default_split`); writes metrics.json, confusion.png, predictions.csv and
     embeddings.npz (clip embeddings, labels, attention weights and a few frames, for the report's figures)."""
     out = check_writable(out_dir)  # before any inference: a long evaluation never ends in a failed write
-    ckpt, model, split, x, y, items = _load(checkpoint, prepared, split, log)
+    ckpt, model, split, x, y, items = _load(checkpoint, prepared, split, log, device)
     same_dataset = ckpt["config"]["prepare"]["dataset"] == prepared.manifest["settings"]["dataset"]
     if same_dataset and (diffs := _differences(ckpt, prepared)):
         log(
@@ -214,10 +221,11 @@ def robustness(
     split: str | None = "test",
     kinds: dict[str, list[float]] | None = None,
     log=print,
+    device: str = "cpu",
 ) -> list[dict]:
     """Accuracy and macro-F1 per perturbation and level ({kind: levels}; default: every kind at its
     default levels); writes robustness.json and robustness.png."""
-    ckpt, model, split, x, y, items = _load(checkpoint, prepared, split, log)
+    ckpt, model, split, x, y, items = _load(checkpoint, prepared, split, log, device)
     rows, clean = [], None
     for kind, levels in (kinds or DEFAULT_LEVELS).items():
         for level in levels:
@@ -256,6 +264,7 @@ def evaluate_command(
     progress: bool = True,
     log=print,
     honour: tuple[str, ...] = (),
+    device: str = "cpu",
 ) -> dict:
     """`vemo evaluate`: prepare the data the way the checkpoint expects, evaluate, optionally perturb.
 
@@ -269,6 +278,7 @@ def evaluate_command(
     from vemo.data.prepare import load_prepared, prepare
     from vemo.training.checkpoint import SHIPPED
 
+    resolve_device(device)  # a GPU asked for but missing is refused before anything is prepared
     if perturb and levels and len(perturb) > 1:
         raise ValueError("--levels applies to one --perturb kind at a time (their units differ)")
     ckpt = load_checkpoint(checkpoint)
@@ -289,10 +299,10 @@ def evaluate_command(
     if out_dir != base:
         log(f"not the run's own test split: writing to {out_dir} (the run's own results stay as they are)")
     with folder_lock(out_dir, "vemo evaluate", log=log):
-        metrics = evaluate(checkpoint, prepared, out_dir, split=split, log=log)
+        metrics = evaluate(checkpoint, prepared, out_dir, split=split, log=log, device=device)
         log(f"metrics: {out_dir / 'metrics.json'}")
         if perturb:
             kinds = {k: (levels or DEFAULT_LEVELS[k]) for k in perturb}
-            robustness(checkpoint, prepared, out_dir, metrics["split"], kinds, log=log)
+            robustness(checkpoint, prepared, out_dir, metrics["split"], kinds, log=log, device=device)
             log(f"robustness: {out_dir / 'robustness.json'}")
     return metrics

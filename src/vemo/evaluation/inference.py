@@ -15,12 +15,14 @@ def predict(
     """x: (N, T, S, S) uint8 clips -> logits (N, C), probs (N, C) = softmax(logits / temperature),
     embedding (N, E), attention (N, T) if present."""
     model.eval()
+    device = next(model.parameters()).device  # batches go where the model is (`evaluate --device`)
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(x), batch_size):
-        out = model(model_inputs(x[start : start + batch_size], stats))
-        parts.setdefault("logits", []).append(out.logits)
-        parts.setdefault("probs", []).append(torch.softmax(out.logits / temperature, dim=1))
-        parts.setdefault("embedding", []).append(out.embedding)
+        out = model(model_inputs(x[start : start + batch_size], stats).to(device))
+        logits = out.logits.cpu()
+        parts.setdefault("logits", []).append(logits)
+        parts.setdefault("probs", []).append(torch.softmax(logits / temperature, dim=1))
+        parts.setdefault("embedding", []).append(out.embedding.cpu())
         if out.attention is not None:
-            parts.setdefault("attention", []).append(out.attention)
+            parts.setdefault("attention", []).append(out.attention.cpu())
     return {k: torch.cat(v) for k, v in parts.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,12 +11,16 @@ import av
 import cv2
 import numpy as np
 
+from vemo.io import remove_stale_temps
 from vemo.predict.stream import Frame
 
 # Box colours per face id (RGB), bright, with a dark outline; labels are white on a filled dark band so
 # both stay readable over any background (green screens included: the first colour is amber, not green).
 COLORS = [(255, 190, 0), (0, 190, 255), (255, 80, 200), (60, 220, 60), (255, 255, 60), (170, 120, 255)]
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+CONTAINERS = {"mkv": "matroska", "m4v": "mp4"}  # file suffix -> FFmpeg muxer, where they differ
 
 
 class AnnotatedWriter:
@@ -32,12 +37,15 @@ class AnnotatedWriter:
     def __init__(self, path: str | Path, ids: bool = False, fps: float = 30.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix}")
+        # a pid-tagged temporary (`vemo.io` naming): one left by a killed run is removed by the next
+        remove_stale_temps(self.path.parent, self.path.name)
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.video.tmp")
         self.ids, self.fps = ids, fps
         self.container, self.stream = None, None
 
     def _open(self, shape: tuple[int, int]) -> None:
-        self.container = av.open(str(self.tmp), "w")
+        suffix = self.path.suffix.lower().lstrip(".")
+        self.container = av.open(str(self.tmp), "w", format=CONTAINERS.get(suffix, suffix or "mp4"))
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self.stream = self.container.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1001))
         self.stream.height, self.stream.width = shape[0] // 2 * 2, shape[1] // 2 * 2

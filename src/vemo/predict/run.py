@@ -26,6 +26,7 @@ from vemo.data.video import ClipError
 from vemo.models.registry import fuse_conv_bn, to_channels_last
 from vemo.predict.stream import FaceWindows, Frame, video_fps, video_frames
 from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint, temperature_of
+from vemo.training.distributed import resolve_device
 
 NO_FACE = "no-face"
 DIGITS = 6  # probabilities are rounded to 1e-6: exact enough to compare runtimes, short in CSV/JSON
@@ -34,19 +35,6 @@ WINDOW_HELP = {"window": " or 'clip'", "hop": ""}
 PENDING = "..."  # the annotated video's label for a face seen before its first complete window
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """`cpu`, `cuda` or `cuda:N`; asking for CUDA where PyTorch has none is an error, not a silent CPU run."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device {name!r}: use 'cpu' or 'cuda' (or 'cuda:N')") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but this PyTorch ({torch.__version__}) sees no CUDA GPU")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {name!r}: use 'cpu' or 'cuda' (or 'cuda:N')")
-    return device
 
 
 class Predictor:

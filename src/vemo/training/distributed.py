@@ -67,6 +67,19 @@ def agree(flag: bool, d: Dist) -> bool:
     return bool(t.item())
 
 
+def resolve_device(name: str) -> torch.device:
+    """`cpu`, `cuda` or `cuda:N`; asking for CUDA where PyTorch has none is an error, not a silent CPU run."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r}: use 'cpu' or 'cuda' (or 'cuda:N')") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but this PyTorch ({torch.__version__}) sees no CUDA GPU")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {name!r}: use 'cpu' or 'cuda' (or 'cuda:N')")
+    return device
+
+
 def device_for(d: Dist, choice: str = "auto") -> torch.device:
     return torch.device(f"cuda:{d.local_rank}") if _uses_cuda(choice) else torch.device("cpu")
 
