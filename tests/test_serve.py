@@ -13,31 +13,23 @@ import av
 import cv2
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("fastapi", reason="vemo serve needs fastapi (pip install 'vemo[serve]')")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from conftest import write_video  # noqa: E402
+from test_predict import save_tiny_checkpoint as _tiny  # noqa: E402
 from vemo.config import Config  # noqa: E402
 from vemo.data.synth import render_clip  # noqa: E402
-from vemo.models.registry import model_from_config  # noqa: E402
 from vemo.serve import ServeSettings, create_app  # noqa: E402
-from vemo.training.checkpoint import CheckpointError, atomic_save  # noqa: E402
+from vemo.training.checkpoint import CheckpointError  # noqa: E402
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad"]
 
 
 def save_tiny_checkpoint(folder) -> Path:
-    """An untrained small model saved like a real checkpoint: the plumbing, not accuracy, is tested."""
-    cfg = Config()
-    cfg.prepare.frames = 10
-    cfg.model.width, cfg.model.feature_dim, cfg.model.bottleneck_dim, cfg.model.hidden = 8, 32, 16, 24
-    torch.manual_seed(0)
-    model = model_from_config(cfg.model, len(LABELS), 48)
-    ckpt = {"model": model.state_dict(), "config": cfg.to_dict(), "labels": LABELS, "stats": {"mean": 0.5, "std": 0.25}}
-    atomic_save(ckpt, Path(folder) / "model.pt")
-    return Path(folder) / "model.pt"
+    """The tiny untrained checkpoint of tests/test_predict.py, as `folder`/model.pt."""
+    return _tiny(Path(folder) / "model.pt", LABELS)
 
 
 def synthetic_face_frames() -> list[np.ndarray]:
