@@ -20,11 +20,14 @@ from vemo.data.records import canonical_label
 VOTE = {"A": "angry", "D": "disgust", "F": "fear", "H": "happy", "N": "neutral", "S": "sad"}
 
 
-def crowd_votes(root: Path) -> dict[str, tuple[str, float]]:
-    """Clip name -> (the crowd's face-only label, its agreement in percent)."""
+def crowd_votes(root: Path) -> dict[str, tuple[str, str]]:
+    """Clip name -> (the crowd's face-only label, its agreement in percent); ties read "angry/disgust"."""
     with open(root / "processedResults" / "summaryTable.csv", newline="") as fh:
         return {
-            r["FileName"]: ("/".join(VOTE.get(v, v) for v in r["FaceVote"].split(":")), float(r["FaceLevel"]))
+            r["FileName"]: (
+                "/".join(VOTE.get(v, v) for v in r["FaceVote"].split(":")),
+                "/".join(f"{float(v):.0f}%" for v in r["FaceLevel"].split(":")),
+            )
             for r in csv.DictReader(fh)
         }
 
@@ -41,18 +44,18 @@ def main() -> None:
     print("|---|---|---|---|---:|---|")
     agree_acted = agree_crowd = 0
     for clip in clips:
-        if clip.name not in df.index:
-            print(f"| {clip.stem} | skipped: {dict(df.attrs.get('skipped', [])).get(clip.name, '?')} |||||")
+        if str(clip) not in df.index:
+            print(f"| {clip.stem} | skipped: {dict(df.attrs.get('skipped', [])).get(str(clip), '?')} |||||")
             continue
-        row = df.loc[clip.name]
+        row = df.loc[str(clip)]
         acted = canonical_label(clip.stem.split("_")[2])
-        crowd, level = votes.get(clip.stem, ("?", float("nan")))
+        crowd, level = votes.get(clip.stem, ("?", "?"))
         probs = {c[2:]: row[c] for c in df.columns if c.startswith("p_")}
         top = sorted(probs, key=probs.get, reverse=True)[:2]
         agree_acted += row["label"] == acted
         agree_crowd += row["label"] in crowd.split("/")
         print(
-            f"| {clip.stem} | {acted} | {crowd} ({level:.0f}%) | {row['label']} | {row['confidence']:.2f} | "
+            f"| {clip.stem} | {acted} | {crowd} ({level}) | {row['label']} | {row['confidence']:.2f} | "
             f"{top[0]} {probs[top[0]]:.2f}, {top[1]} {probs[top[1]]:.2f} |"
         )
     print(
