@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from vemo.data.loader import load_split
 from vemo.data.prepare import Prepared
-from vemo.evaluation.inference import predict
+from vemo.evaluation.inference import check_frame_size, predict
 from vemo.training.checkpoint import (
     SHIPPED,
     CheckpointError,
@@ -79,9 +79,7 @@ def calibrate_checkpoint(checkpoint: str | Path, prepared: Prepared, split: str 
         raise ValueError(f"calibration fits on the val (or train) split, never on {split!r}: that is for scoring")
     path = resolve_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
-    size = ckpt["config"]["prepare"]["size"]
-    if prepared.manifest["settings"]["size"] != size:
-        raise ValueError(f"{path} expects {size}x{size} frames but {prepared.path} was prepared at another size")
+    check_frame_size(ckpt, prepared)
     x, y = load_split(prepared, split)
     if len(x) == 0:
         raise ValueError(f"cannot calibrate: the {split!r} split of {prepared.path} is empty")

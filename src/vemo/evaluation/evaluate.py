@@ -21,22 +21,13 @@ from vemo.data.loader import load_split
 from vemo.data.prepare import KEYED_SETTINGS as PREPARE_KEYED
 from vemo.data.prepare import Prepared
 from vemo.evaluation.calibration import expected_calibration_error, reliability
-from vemo.evaluation.inference import predict
+from vemo.evaluation.inference import check_frame_size, predict
 from vemo.evaluation.metrics import classification_metrics, format_table
 from vemo.evaluation.robustness import DEFAULT_LEVELS, perturb
 from vemo.io import atomic_write, check_writable, folder_lock, write_json, write_text
 from vemo.reporting.plots import plot_confusion, plot_reliability, plot_robustness
 from vemo.training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, temperature_of
 from vemo.training.distributed import resolve_device
-
-
-def _check_size(ckpt: dict, prepared: Prepared) -> None:
-    size = ckpt["config"]["prepare"]["size"]
-    if prepared.manifest["settings"]["size"] != size:
-        raise CheckpointError(
-            f"the checkpoint expects {size}x{size} frames but the data was prepared at "
-            f"{prepared.manifest['settings']['size']}; prepare again with prepare.size={size}"
-        )
 
 
 def label_mapping(model_labels: list[str], data_labels: list[str]) -> dict:
@@ -113,7 +104,7 @@ def output_folder(base: Path, ckpt: dict, prepared: Prepared, split: str) -> Pat
 def _load(checkpoint, prepared: Prepared, split: str | None, log, device: str = "cpu"):
     device_ = resolve_device(device)  # before any work: asking for a missing GPU is an error
     ckpt = load_checkpoint(checkpoint)
-    _check_size(ckpt, prepared)
+    check_frame_size(ckpt, prepared)
     split = _choose_split(ckpt, prepared, split, log)
     x, y = load_split(prepared, split)
     if len(x) == 0:

@@ -6,6 +6,18 @@ import torch
 from torch import nn
 
 from vemo.data.loader import model_inputs
+from vemo.data.prepare import Prepared
+from vemo.training.checkpoint import CheckpointError
+
+
+def check_frame_size(ckpt: dict, prepared: Prepared) -> None:
+    """Refuse data prepared at another frame size than the checkpoint's model takes."""
+    size = ckpt["config"]["prepare"]["size"]
+    if prepared.manifest["settings"]["size"] != size:
+        raise CheckpointError(
+            f"the checkpoint expects {size}x{size} frames but the data was prepared at "
+            f"{prepared.manifest['settings']['size']}; prepare again with prepare.size={size}"
+        )
 
 
 @torch.no_grad()

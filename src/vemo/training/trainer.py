@@ -248,15 +248,22 @@ def joint_epoch(
     return _row("joint", epoch, total / n, correct / n, rec_total / n if use_ae else "", sched.get_last_lr()[0], t0)
 
 
-@torch.no_grad()
-def validate(model, x, y, stats, cfg: Config, device=CPU) -> tuple[float, float]:
-    model.eval()
+def _loss_and_accuracy(logits_of, x, y, batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `logits_of(uint8 batch)` over (x, y), in order."""
     total, correct = 0.0, 0
-    for xb, yb in iterate(x, y, max(cfg.train.batch_size, 32), shuffle=False):
-        logits = model(model_inputs(xb, stats).to(device)).logits.cpu()
+    for xb, yb in iterate(x, y, batch_size, shuffle=False):
+        logits = logits_of(xb).cpu()
         total += F.cross_entropy(logits, yb, reduction="sum").item()
         correct += (logits.argmax(1) == yb).sum().item()
     return total / max(len(x), 1), correct / max(len(x), 1)
+
+
+@torch.no_grad()
+def validate(model, x, y, stats, cfg: Config, device=CPU) -> tuple[float, float]:
+    model.eval()
+    return _loss_and_accuracy(
+        lambda xb: model(model_inputs(xb, stats).to(device)).logits, x, y, max(cfg.train.batch_size, 32)
+    )
 
 
 def probe_frames(x: torch.Tensor, cfg: Config) -> torch.Tensor:
@@ -271,12 +278,7 @@ def probe_frames(x: torch.Tensor, cfg: Config) -> torch.Tensor:
 def validate_probe(model, probe, x, y, stats, device=CPU) -> tuple[float, float]:
     """Frame-level validation loss and accuracy of the encoder + throw-away probe (pretraining curves)."""
     model.eval()
-    total, correct = 0.0, 0
-    for xb, yb in iterate(x, y, 256, shuffle=False):
-        logits = probe(model.encode_frames(normalize(xb, stats).to(device))).cpu()
-        total += F.cross_entropy(logits, yb, reduction="sum").item()
-        correct += (logits.argmax(1) == yb).sum().item()
-    return total / max(len(x), 1), correct / max(len(x), 1)
+    return _loss_and_accuracy(lambda xb: probe(model.encode_frames(normalize(xb, stats).to(device))), x, y, 256)
 
 
 def pretrain_optimizer(params: list, cfg: Config, steps_per_epoch: int):
