@@ -62,3 +62,24 @@ def test_label_sets_are_matched_by_name_or_refused_clearly():
     assert label_mapping(crema, ["happy", "bored"])["data_only"] == ["bored"]
     with pytest.raises(CheckpointError, match="no class in common"):
         label_mapping(crema, ["bored", "calm"])
+
+
+def test_init_from_copies_matching_weights_names_the_fresh_ones_and_refuses_a_stranger(tmp_path):
+    from test_predict import save_tiny_checkpoint
+    from vemo.models.registry import build_model
+    from vemo.training.checkpoint import init_from, load_checkpoint
+
+    source = save_tiny_checkpoint(tmp_path / "six.pt")  # 6 labels
+    saved = load_checkpoint(source)["model"]
+    torch.manual_seed(1)
+    seven = build_model("cnn_ae_lstm", 7, width=8, feature_dim=32, bottleneck_dim=16, hidden=24)
+    lines = []
+    init_from(seven, source, log=lines.append)
+    own = seven.state_dict()
+    head = [k for k in own if own[k].shape != saved[k].shape]  # the 7-way classifier cannot come from a 6-way one
+    assert head and all(k.startswith("temporal.") for k in head)
+    assert all(torch.equal(own[k], saved[k]) for k in own if k not in head)
+    assert all(not torch.equal(own[k], saved[k]) for k in head if own[k].dim() > 1)
+    assert head[0] in lines[0] and f"of {len(own)}" in lines[0]
+    with pytest.raises(CheckpointError, match="none of its weights fit"):
+        init_from(build_model("c3d", 6, width=8), source, log=lines.append)

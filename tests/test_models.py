@@ -148,3 +148,33 @@ def test_conv_bn_folding_keeps_the_outputs(name, encoder):
     left = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     assert n_bn > 0 and left == 0  # every batch norm folded, the residual blocks' and the decoder's included
     assert torch.allclose(before, after, atol=1e-4), (before - after).abs().max()
+
+
+@pytest.mark.parametrize("name", ["cnn_ae_lstm_attn", "c3d"])
+def test_flip_average_is_the_mean_of_both_views_and_mirror_invariant(name):
+    torch.manual_seed(0)
+    model = build_model(name, 6, width=8, feature_dim=32, bottleneck_dim=16, hidden=24, flip_average=True).eval()
+    plain = build_model(name, 6, width=8, feature_dim=32, bottleneck_dim=16, hidden=24).eval()
+    plain.load_state_dict(model.state_dict())  # same weights: the option adds none
+    x = torch.randn(2, 5, 48, 48)
+    x[..., :20] += 3.0  # a bright left side: an untrained net must still see the mirror as another image
+    with torch.no_grad():
+        for m in model.modules():  # running statistics of the input's scale, so features are not all alike
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.momentum = None
+        model.train()(x)
+        model.eval()
+        plain.load_state_dict(model.state_dict())
+        out, a, b = model(x), plain(x), plain(x.flip(-1))
+        mirrored = model(x.flip(-1))
+    assert torch.allclose(out.logits, (a.logits + b.logits) / 2, atol=1e-5)
+    assert torch.allclose(out.embedding, (a.embedding + b.embedding) / 2, atol=1e-5)
+    assert not torch.allclose(a.logits, b.logits, atol=1e-3)  # else the test could not tell the views apart
+    assert torch.allclose(mirrored.logits, out.logits, atol=1e-5)  # a face and its mirror get one answer
+    if out.attention is not None:
+        assert torch.allclose(out.attention.sum(1), torch.ones(2), atol=1e-5)
+    model.train(), plain.train()  # training never mirrors: the augmentation already flips at random
+    torch.manual_seed(1)
+    trained = model(x).logits
+    torch.manual_seed(1)
+    assert torch.allclose(trained, plain(x).logits, atol=1e-5)

@@ -70,6 +70,8 @@ class ModelConfig:
     lstm_layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.3
+    flip_average: bool = False  # at inference, average each clip's logits with its mirror image's: faces are
+    # near-symmetric, so the two views are two honest looks at one expression; costs two forward passes
 
 
 @dataclass
@@ -107,6 +109,8 @@ class TrainConfig:
     # a T-frame clip then costs T encoder forward passes but no backward, ~3x cheaper joint epochs; the
     # default so that `vemo compare` fits 20 minutes on 2 cores (false: fine-tune the encoder too)
     seed: int = 0
+    init_from: str = ""  # start from these weights ("default", "fast" or a checkpoint path): every tensor whose
+    # name and shape match is copied, the rest (e.g. a classifier for other labels) starts fresh; "" = random
     threads: int = 0  # torch intra-op threads, 0: one per core
     device: str = "auto"  # "auto" (a GPU when there is one), "cpu" or "cuda"
     channels_last: bool = True

@@ -8,7 +8,7 @@ encoder on single frames; models with an autoencoder bottleneck also `reconstruc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -46,5 +46,21 @@ class ClipModel(nn.Module):
     def reconstruct(self, codes: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no autoencoder to reconstruct with")
 
-    def forward(self, x: torch.Tensor) -> ClipOutput:  # pragma: no cover - abstract
+    flip_average: bool = False  # eval mode: average over each clip and its mirror image (ModelConfig.flip_average)
+
+    def forward(self, x: torch.Tensor) -> ClipOutput:
+        """(B, T, S, S) -> ClipOutput. In eval mode with `flip_average`, the clip and its left-right mirror
+        go through `forward_clips` as one batch of 2B and their outputs are averaged; training never
+        mirrors here (its augmentation flips at random)."""
+        if not self.flip_average or self.training:
+            return self.forward_clips(x)
+        both = self.forward_clips(torch.cat([x, x.flip(-1)]))
+        return ClipOutput(*(None if v is None else (v[: len(x)] + v[len(x) :]) / 2 for v in astuple_shallow(both)))
+
+    def forward_clips(self, x: torch.Tensor) -> ClipOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def astuple_shallow(out: ClipOutput) -> tuple:
+    """The fields of a ClipOutput in order, without copying tensors (dataclasses.astuple deep-copies)."""
+    return tuple(getattr(out, f.name) for f in fields(out))

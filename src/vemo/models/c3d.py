@@ -42,6 +42,6 @@ class C3D(ClipModel):
         self.embed = nn.Sequential(nn.Linear(8 * w, embed_dim), nn.ReLU(inplace=True), nn.Dropout(dropout))
         self.classifier = nn.Linear(embed_dim, n_classes)
 
-    def forward(self, x: torch.Tensor) -> ClipOutput:
+    def forward_clips(self, x: torch.Tensor) -> ClipOutput:
         h = self.embed(self.features(x.unsqueeze(1)))
         return ClipOutput(logits=self.classifier(h), embedding=h)

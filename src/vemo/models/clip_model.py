@@ -60,7 +60,7 @@ class FrameSequenceClassifier(ClipModel):
             return super().reconstruct(codes)
         return self.decoder(codes)
 
-    def forward(self, x: torch.Tensor) -> ClipOutput:
+    def forward_clips(self, x: torch.Tensor) -> ClipOutput:
         b, t = x.shape[:2]
         codes = self.encode_frames(x.reshape(b * t, *x.shape[2:])).view(b, t, -1)
         return replace(self.temporal(codes), codes=codes)

@@ -85,7 +85,10 @@ def build_model(name: str, n_classes: int, frame_size: int = 48, **kwargs) -> Cl
         factory = MODELS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
-    return factory(ModelConfig(name=name, **kwargs), n_classes, frame_size)
+    cfg = ModelConfig(name=name, **kwargs)
+    model = factory(cfg, n_classes, frame_size)
+    model.flip_average = cfg.flip_average
+    return model
 
 
 def model_from_config(cfg: ModelConfig, n_classes: int, frame_size: int) -> ClipModel:

@@ -32,7 +32,8 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-SHIPPED = {"default": "fer2013_cnn_ae_lstm.pt"}  # name -> file in vemo/weights (see its MODEL_CARD.md)
+# name -> file in vemo/weights (see MODEL_CARD.md; the fast one MODEL_CARD_fast.md)
+SHIPPED = {"default": "fer2013_cnn_ae_lstm.pt", "fast": "fer2013_fast.pt"}
 
 
 def resolve_checkpoint(name: str | Path) -> Path:
@@ -160,6 +161,22 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
             f"checkpoint weights do not fit the {cfg.model.name!r} architecture it names: {str(err)[:300]}"
         ) from err
     return model.eval()
+
+
+def init_from(model: nn.Module, source: str | Path, log=print) -> None:
+    """Copy into `model` every weight of checkpoint `source` whose name and shape match (fine-tuning, or
+    another training cycle of the same model); the rest keeps its fresh initialisation and is named.
+    Refused when nothing matches: then `source` is some other architecture and the run would silently
+    start from scratch."""
+    ckpt = load_checkpoint(source)
+    own = model.state_dict()
+    taken = {k: v for k, v in ckpt["model"].items() if k in own and own[k].shape == v.shape}
+    if not taken:
+        raise CheckpointError(f"train.init_from {source}: none of its weights fit this model (other architecture)")
+    model.load_state_dict(taken, strict=False)
+    fresh = sorted(k for k in own if k not in taken)
+    tail = f"; fresh: {', '.join(fresh[:6])}{' ...' if len(fresh) > 6 else ''}" if fresh else ""
+    log(f"initialised {len(taken)} of {len(own)} weight tensors from {source}{tail}")
 
 
 def ship_checkpoint(src: str | Path, out: str | Path):

@@ -38,7 +38,7 @@ from vemo.data.prepare import Prepared
 from vemo.io import write_json, write_text
 from vemo.models.registry import count_parameters, model_from_config, to_channels_last
 from vemo.provenance import environment
-from vemo.training.checkpoint import atomic_save
+from vemo.training.checkpoint import atomic_save, init_from
 from vemo.training.distributed import Dist, agree, average_gradients, device_for, setup, sync_buffers
 
 ALONE = Dist()
@@ -459,10 +459,14 @@ def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resu
     if len(x_tr) == 0 or len(x_va) == 0:
         raise ValueError(f"train and val splits must be non-empty (train {len(x_tr)}, val {len(x_va)})")
     model = model_from_config(cfg.model, len(prepared.labels), prepared.manifest["settings"]["size"])
-    if cfg.train.freeze_encoder and model.has_frame_encoder and cfg.train.pretrain_epochs == 0:
+    if cfg.train.init_from and saved is None:  # a resumed run restores its own weights below
+        init_from(model, cfg.train.init_from, log)
+    untrained_encoder = cfg.train.pretrain_epochs == 0 and not cfg.train.init_from
+    if cfg.train.freeze_encoder and model.has_frame_encoder and untrained_encoder:
         raise ValueError(
             "train.freeze_encoder with train.pretrain_epochs 0 would train on a random frame encoder that never "
-            "learns: pretrain it (train.pretrain_epochs > 0) or set train.freeze_encoder=false"
+            "learns: pretrain it (train.pretrain_epochs > 0), start from trained weights (train.init_from) or set "
+            "train.freeze_encoder=false"
         )
     if cfg.train.channels_last:
         model = to_channels_last(model)
