@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vemo.checkpoint import load_checkpoint
 from vemo.models.registry import to_channels_last
 from vemo.predict.run import Predictor, predict_frames
 from vemo.predict.stream import video_frames
-from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 
 def _calls_per_s(fn, seconds: float) -> float:
@@ -44,7 +44,7 @@ def model_speed(
     folding buys, measured minutes apart on the same machine), and through ONNX Runtime."""
     t, s = predictor.frames, predictor.size
     x = torch.randn(batch, t, s, s)
-    unfolded = to_channels_last(model_from_checkpoint(load_checkpoint(checkpoint)))
+    unfolded = to_channels_last(load_checkpoint(checkpoint).build_model())
     out = {}
     with torch.inference_mode():
         out["pytorch"] = _calls_per_s(lambda: predictor.model(x), seconds) * batch * t

@@ -157,6 +157,25 @@ def test_license_states_the_weights_terms():
     assert Path(REPO / "pyproject.toml").read_text().count('license-files = ["LICENSE"]') == 1
 
 
+def test_evaluate_takes_dataset_and_root_from_the_config_file(tiny_synth, tmp_path):
+    """`vemo evaluate --config X.yaml` evaluates X's prepare.dataset and prepare.root when --dataset and
+    --root are not given; the checkpoint's own data (here a folder that is gone) is not used."""
+    import json
+
+    from vemo.checkpoint import load_checkpoint
+    from vemo.cli import main
+
+    ckpt = load_checkpoint(save_tiny_checkpoint(tmp_path / "m.pt"))
+    ckpt.config.prepare.root = str(tmp_path / "gone")
+    ckpt.save(tmp_path / "m.pt")
+    config = tmp_path / "x.yaml"
+    config.write_text(f"prepare:\n  dataset: crema-d\n  root: {tiny_synth}\n  cache_dir: {tmp_path / 'cache'}\n")
+    args = ["evaluate", "--checkpoint", str(tmp_path / "m.pt"), "--config", str(config), "--split", "all"]
+    assert main([*args, "--quiet", "--out", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["root"] == str(tiny_synth.resolve()) and metrics["dataset"] == "crema-d"
+
+
 def test_evaluate_honours_a_target_given_with_set(tiny_synth, tmp_path):
     """`--set prepare.target=face-vote` labels the clips by the crowd's vote, not the checkpoint's `acted`."""
     import json

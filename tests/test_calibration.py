@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from vemo.checkpoint import Checkpoint, atomic_save, load_checkpoint
 from vemo.config import Config
 from vemo.evaluation.calibration import expected_calibration_error, fit_temperature, reliability
 from vemo.models.registry import model_from_config
-from vemo.training.checkpoint import atomic_save, load_checkpoint, temperature_of
 
 
 def _overconfident(n=4000, classes=5, true_t=2.5, seed=0):
@@ -48,14 +48,16 @@ def test_checkpoint_temperature_defaults_to_one_and_is_read_back(tmp_path):
     cfg.model.width = 8
     model = model_from_config(cfg.model, 6, 48)
     ckpt = {"model": model.state_dict(), "config": cfg.to_dict(), "labels": list("abcdef"), "stats": {}}
-    assert temperature_of(ckpt) == 1.0
+    assert Checkpoint.from_dict(ckpt).temperature == 1.0
+    atomic_save(ckpt, tmp_path / "plain.pt")
+    assert load_checkpoint(tmp_path / "plain.pt").temperature == 1.0
     ckpt["calibration"] = {"temperature": 1.7}
     atomic_save(ckpt, tmp_path / "c.pt")
-    assert temperature_of(load_checkpoint(tmp_path / "c.pt")) == 1.7
+    assert load_checkpoint(tmp_path / "c.pt").temperature == 1.7
 
 
 def test_checkpoints_of_vemo_0_2_are_refused_in_one_line(tmp_path):
-    from vemo.training.checkpoint import CheckpointError
+    from vemo.checkpoint import CheckpointError
 
     cfg = Config()
     cfg.model.width = 8

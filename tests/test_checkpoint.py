@@ -4,8 +4,8 @@ import pickle
 import pytest
 import torch
 
+from vemo.checkpoint import Checkpoint, CheckpointError, atomic_save, load_checkpoint
 from vemo.config import Config
-from vemo.training.checkpoint import CheckpointError, atomic_save, load_checkpoint, model_from_checkpoint
 
 
 class _RunsCode:
@@ -33,7 +33,7 @@ def test_round_trip_and_architecture_mismatch(tmp_path):
     ckpt = {"model": model.state_dict(), "config": cfg.to_dict(), "labels": list("abcdef"), "stats": {}}
     atomic_save(ckpt, tmp_path / "ok.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["ok.pt"]  # no temporary file left behind
-    loaded = model_from_checkpoint(load_checkpoint(tmp_path / "ok.pt"))
+    loaded = load_checkpoint(tmp_path / "ok.pt").build_model()
     x = torch.randn(2, 10, 48, 48)
     model.eval()
     assert torch.equal(loaded(x).logits, model(x).logits)
@@ -41,7 +41,7 @@ def test_round_trip_and_architecture_mismatch(tmp_path):
     ckpt["config"]["model"]["width"] = 16  # the weights no longer fit the architecture it names
     atomic_save(ckpt, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
-        model_from_checkpoint(load_checkpoint(tmp_path / "bad.pt"))
+        load_checkpoint(tmp_path / "bad.pt").build_model()
 
 
 def test_not_a_checkpoint(tmp_path):
@@ -66,11 +66,11 @@ def test_label_sets_are_matched_by_name_or_refused_clearly():
 
 def test_init_from_copies_matching_weights_names_the_fresh_ones_and_refuses_a_stranger(tmp_path):
     from test_predict import save_tiny_checkpoint
+    from vemo.checkpoint import init_from, load_checkpoint
     from vemo.models.registry import build_model
-    from vemo.training.checkpoint import init_from, load_checkpoint
 
     source = save_tiny_checkpoint(tmp_path / "six.pt")  # 6 labels
-    saved = load_checkpoint(source)["model"]
+    saved = load_checkpoint(source).weights
     torch.manual_seed(1)
     seven = build_model("cnn_ae_lstm", 7, width=8, feature_dim=32, bottleneck_dim=16, hidden=24)
     lines = []
@@ -83,3 +83,40 @@ def test_init_from_copies_matching_weights_names_the_fresh_ones_and_refuses_a_st
     assert head[0] in lines[0] and f"of {len(own)}" in lines[0]
     with pytest.raises(CheckpointError, match="none of its weights fit"):
         init_from(build_model("c3d", 6, width=8), source, log=lines.append)
+
+
+def test_load_checkpoint_gives_a_typed_checkpoint_that_round_trips_through_save_and_load(tmp_path):
+    from test_predict import save_tiny_checkpoint
+
+    first = load_checkpoint(save_tiny_checkpoint(tmp_path / "m.pt", temperature=1.3))
+    assert isinstance(first, Checkpoint) and first.path == tmp_path / "m.pt"
+    assert isinstance(first.config, Config) and first.frame_size == 48 and first.frames == 10
+    assert first.labels == ["angry", "disgust", "fear", "happy", "neutral", "sad"] and first.temperature == 1.3
+    assert first.resume is None and first.epoch is None and first.extra == {}
+    first.epoch, first.kind, first.resume = 3, "clips", {"stage": "joint", "history": [{"epoch": 1}]}
+    first.extra["note"] = "kept"  # a key this vemo has no field for is written back as it was
+    atomic_save(first.to_dict(), tmp_path / "again.pt")
+    raw = torch.load(tmp_path / "again.pt", weights_only=True)  # plain values only: the file format is unchanged
+    assert {"model", "config", "labels", "stats", "calibration", "resume", "note"} <= set(raw)
+    assert isinstance(raw["config"], dict) and raw["kind"] == "clips"
+    again = load_checkpoint(tmp_path / "again.pt")
+    assert again.path == tmp_path / "again.pt"
+    assert again.to_dict().keys() == first.to_dict().keys()
+    assert again.config == first.config and again.stats == first.stats and again.calibration == first.calibration
+    assert (again.epoch, again.kind, again.resume, again.extra) == (3, "clips", first.resume, {"note": "kept"})
+    assert all(torch.equal(again.weights[k], v) for k, v in first.weights.items())
+
+
+def test_apply_preprocessing_copies_how_clips_were_made_but_not_the_callers_machine_or_choices():
+    from vemo.config import PrepareConfig
+
+    trained = Config()
+    trained.prepare.frames, trained.prepare.margin, trained.prepare.root = 10, 0.3, "/data/x"
+    trained.prepare.workers, trained.prepare.cache_dir = 7, "/elsewhere"
+    ckpt = Checkpoint(weights={}, config=trained, labels=["a"], stats={})
+    cfg = Config()
+    cfg.prepare.cache_dir, cfg.prepare.root = "my-cache", "/data/mine"
+    assert ckpt.apply_preprocessing(cfg, keep=("root",)) is cfg.prepare
+    assert (cfg.prepare.frames, cfg.prepare.margin, cfg.prepare.root) == (10, 0.3, "/data/mine")
+    assert (cfg.prepare.workers, cfg.prepare.cache_dir) == (0, "my-cache")
+    assert ckpt.apply_preprocessing(PrepareConfig()).frames == 10  # a prepare section alone works too

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from test_predict import face_frames, save_tiny_checkpoint
+from vemo.checkpoint import atomic_save, load_checkpoint
 from vemo.config import Config
 from vemo.data.loader import model_inputs
 from vemo.export import export_onnx
 from vemo.models.registry import MODELS, model_from_config
 from vemo.predict.run import Predictor
-from vemo.training.checkpoint import atomic_save, load_checkpoint, model_from_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -38,7 +38,7 @@ def test_onnx_matches_pytorch(name, tmp_path):
     meta = sess.get_modelmeta().custom_metadata_map
     assert json.loads(meta["labels"]) == labels and json.loads(meta["stats"]) == stats
     assert (int(meta["frames"]), int(meta["size"]), float(meta["temperature"])) == (10, 48, 1.7)
-    reference = model_from_checkpoint(load_checkpoint(tmp_path / "m.pt"))
+    reference = load_checkpoint(tmp_path / "m.pt").build_model()
     generator = torch.Generator().manual_seed(0)
     for batch, t in ((1, 10), (5, 10), (3, 16)):
         crops = torch.randint(0, 256, (batch, t, 48, 48), generator=generator, dtype=torch.uint8)

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import write_video
+from vemo.checkpoint import atomic_save
 from vemo.cli import main
 from vemo.config import Config
 from vemo.data.face import detect_all
@@ -23,7 +24,6 @@ from vemo.predict.annotate import COLORS
 from vemo.predict.cli_support import run_predict, unique_names
 from vemo.predict.run import NO_FACE, Predictor, predict_frames
 from vemo.predict.stream import video_frames
-from vemo.training.checkpoint import atomic_save
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad"]
 
@@ -264,3 +264,30 @@ def test_portrait_video_is_decoded_upright(checkpoint, tmp_path):
     assert np.abs(decoded[0].rgb.astype(int) - frames[0]).mean() < 12  # upright, not merely the right shape
     rows = predict_frames(iter(decoded), Predictor(checkpoint))
     assert rows and all(r["status"] == "ok" for r in rows)
+
+
+def test_faces_are_cropped_as_the_model_was_trained_unless_the_user_says_otherwise(checkpoint, tmp_path, capsys):
+    """Face finder, margin and T come from the checkpoint (`Checkpoint.apply_preprocessing`); a setting the
+    user gives wins. A model trained on centre crops gets centre crops where Haar would find no face."""
+    from vemo.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    ckpt.config.prepare.face, ckpt.config.prepare.margin = "center", 0.25
+    ckpt.save(tmp_path / "center.pt")
+    own = Predictor(tmp_path / "center.pt")
+    assert (own.face, own.margin, own.frames, own.prepare.face) == ("center", 0.25, 10, "center")
+    wall = _write(tmp_path / "wall.mp4", [np.full((120, 160, 3), 90, np.uint8)] * 45)  # no face to detect
+    rows = predict_frames(video_frames(wall), own)
+    assert rows and all(r["status"] == "ok" for r in rows)
+    told = Predictor(tmp_path / "center.pt", preprocessing={"face": "haar", "margin": 0.1})
+    assert (told.face, told.margin, told.frames) == ("haar", 0.1, 10)
+    assert all(r["status"] == NO_FACE for r in predict_frames(video_frames(wall), told))
+    with pytest.raises(ValueError, match="face settings only"):
+        Predictor(tmp_path / "center.pt", preprocessing={"dataset": "fer2013"})
+    with pytest.raises(ValueError, match="takes 48x48"):
+        Predictor(tmp_path / "center.pt", preprocessing={"size": 64})
+    args = ["predict", str(wall), "--checkpoint", str(tmp_path / "center.pt"), "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "o1")]) == 0  # the model's centre crop: classified
+    assert main([*args, "--out", str(tmp_path / "o2"), "--set", "prepare.face=haar"]) == 2  # the user's: no face
+    assert main([*args, "--out", str(tmp_path / "o3"), "--set", "train.epochs=3"]) == 2
+    assert "face settings only" in capsys.readouterr().err

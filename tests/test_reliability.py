@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from conftest import write_video
+from vemo.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from vemo.cli import main
 from vemo.config import Config, PrepareConfig
 from vemo.data import video as video_module
@@ -29,7 +30,6 @@ from vemo.data.video import ClipError, decode_gray, sample_clip, sample_indices
 from vemo.io import LOCK_NAME, OutputError, atomic_write, folder_lock
 from vemo.models.registry import model_from_config
 from vemo.pipeline import claim_run_folder
-from vemo.training.checkpoint import CheckpointError, atomic_save, load_checkpoint
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad"]
 
@@ -322,8 +322,8 @@ def test_checkpoint_without_stats_or_mapping_config_or_an_lfs_pointer_is_one_cle
 
 def test_ship_refuses_weights_that_do_not_fit_their_architecture(checkpoint, tmp_path, capsys):
     ckpt = load_checkpoint(checkpoint)
-    ckpt["config"]["model"]["width"] = 16
-    atomic_save(ckpt, tmp_path / "misfit.pt")
+    ckpt.config.model.width = 16
+    atomic_save(ckpt.to_dict(), tmp_path / "misfit.pt")
     out = tmp_path / "shipped.pt"
     line = _one_line_error(capsys, main(["ship", "--checkpoint", str(tmp_path / "misfit.pt"), "--out", str(out)]))
     assert "do not fit" in line and not out.exists()

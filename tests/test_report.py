@@ -1,7 +1,9 @@
 """`vemo compare` on a tiny setup, and the report built from its files, checked in a real browser."""
 
+import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,8 @@ import yaml
 
 from vemo.cli import main
 from vemo.reporting.document import chromium_run, find_chromium
+from vemo.reporting.report import write_report
+from vemo.training.run_folder import LOSS_MEANING
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,3 +113,56 @@ def test_evaluate_perturb_uses_the_given_levels(compared, tmp_path):
     rows = json.loads((tmp_path / "robustness.json").read_text())["rows"]
     assert [(r["kind"], r["level"]) for r in rows] == [("noise", 0.0), ("noise", 0.15)]
     assert rows[0]["accuracy"] == json.loads((tmp_path / "metrics.json").read_text())["accuracy"]
+
+
+def test_every_compare_run_keeps_the_records_vemo_train_keeps(compared):
+    """Runs made by `vemo compare` go through the same writer as `vemo train`: train.json included."""
+    out, _ = compared
+    for model in ("cnn_lstm", "cnn_ae_lstm"):
+        for seed in (0, 1):
+            run = out / f"{model}-seed{seed}"
+            for name in ("config.yaml", "environment.json", "history.csv", "curves.png", "train.json"):
+                assert (run / name).exists(), (run, name)
+            train, row = json.loads((run / "train.json").read_text()), json.loads((run / "run.json").read_text())
+            assert train["best_epoch"] == row["best_epoch"] and train["parameters"] == row["parameters"]
+            joint = [r for r in csv.DictReader((run / "history.csv").open()) if r["stage"] == "joint"]
+            assert train["epochs_run"] == len(joint) and train["stopped"] in ("early stopping", "all epochs")
+            assert train["loss"] == LOSS_MEANING
+
+
+def test_the_report_reads_train_json_instead_of_rederiving_it(compared, tmp_path):
+    out, _ = compared
+    run = tmp_path / "run"
+    shutil.copytree(out / "cnn_ae_lstm-seed0", run)
+    joint = [r for r in csv.DictReader((run / "history.csv").open()) if r["stage"] == "joint"]
+    rederived = int(max(joint, key=lambda r: (float(r["val_acc"]), -float(r["val_loss"])))["epoch"])
+    train = json.loads((run / "train.json").read_text())
+    train.update(best_epoch=rederived + 7, best_val_acc=0.123, seconds=4321.0, stopped="time budget")
+    (run / "train.json").write_text(json.dumps(train))
+    write_report(run, out, pdf=False)
+    md = (run / "report.md").read_text()
+    assert f"best validation accuracy 0.123 at epoch {rederived + 7}; 72.0 min" in md
+    assert "stopped by the time budget" in md
+    assert f"Loss in the curves, train and validation alike: {LOSS_MEANING}." in md
+    (run / "train.json").unlink()  # an unfinished run: nothing is made up in its place
+    write_report(run, out, pdf=False)
+    md = (run / "report.md").read_text()
+    assert "no `train.json` in this run folder" in md and "best validation accuracy" not in md
+
+
+def test_the_report_names_the_runs_own_face_finder_and_frame_size(compared, tmp_path):
+    out, _ = compared
+    run = tmp_path / "run"
+    shutil.copytree(out / "cnn_ae_lstm-seed0", run)
+    md = write_report(run, out, pdf=False).read_text()
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    size = json.loads((run / "data.json").read_text())["size"]
+    assert cfg["prepare"]["face"] == "haar" and f"Haar cascade on {cfg['prepare']['detect_frames']} frames" in md
+    assert f"Grayscale {size}x{size} crops" in md
+    cfg["prepare"]["face"] = "center"
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    data = json.loads((run / "data.json").read_text())
+    (run / "data.json").write_text(json.dumps({**data, "size": 40}))
+    md = write_report(run, out, pdf=False).read_text()
+    assert "Haar" not in md and "no face detection" in md
+    assert "40x40 grayscale" in md and "Grayscale 40x40 crops" in md and "48x48" not in md

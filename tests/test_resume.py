@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
+from vemo.checkpoint import load_checkpoint
 from vemo.data.prepare import load_prepared
-from vemo.training.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
@@ -56,7 +56,7 @@ def _at_rest(out: Path, epochs: int) -> bool:
     rows = len(_history(out))
     if rows < epochs or _temporaries(out) or not (out / "last.pt").exists():
         return False
-    return len(load_checkpoint(out / "last.pt")["resume"]["history"]) == rows
+    return len(load_checkpoint(out / "last.pt").resume["history"]) == rows
 
 
 def _run_and_kill(cmd: list[str], out: Path, epochs: int) -> None:
@@ -90,7 +90,7 @@ def _run_and_kill(cmd: list[str], out: Path, epochs: int) -> None:
 
 def _killed_state(out: Path) -> tuple[str, int]:
     assert _temporaries(out) == []
-    resume = load_checkpoint(out / "last.pt")["resume"]  # complete and readable
+    resume = load_checkpoint(out / "last.pt").resume  # complete and readable
     return resume["stage"], resume["epoch"]
 
 
@@ -120,7 +120,7 @@ def _metrics(out: Path) -> tuple[float, float]:
 
 
 def _same_weights(a: Path, b: Path) -> None:
-    wa, wb = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
+    wa, wb = load_checkpoint(a).weights, load_checkpoint(b).weights
     assert wa.keys() == wb.keys()
     for key in wa:
         assert torch.equal(wa[key], wb[key]), key

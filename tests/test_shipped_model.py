@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import SHARED
+from vemo.checkpoint import SHIPPED, WEIGHTS, load_checkpoint
 from vemo.cli import main
-from vemo.config import config_from_dict, load_config
+from vemo.config import load_config
 from vemo.models.registry import fuse_conv_bn
-from vemo.training.checkpoint import SHIPPED, WEIGHTS, load_checkpoint, model_from_checkpoint, temperature_of
 
 FER_TEST = SHARED / "fer2013" / "test"
 CONTRACT_KEYS = {"accuracy", "macro_f1", "n", "per_class", "confusion_matrix", "labels"}
@@ -22,13 +22,13 @@ def test_default_checkpoint_is_packaged_and_loads():
     assert path.exists() and path.stat().st_size < 40 * 2**20
     assert (WEIGHTS / "MODEL_CARD.md").exists()
     ckpt = load_checkpoint("default")
-    assert ckpt["labels"] == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
-    assert "resume" not in ckpt  # shipped without optimiser and RNG state
-    assert "sharpness" not in ckpt["stats"]  # trained on sharp faces: no blur workaround
-    cal = ckpt["calibration"]  # fitted on the validation split carved from Training, never on a test split
-    assert cal["split"] == "val" and temperature_of(ckpt) == cal["temperature"] != 1.0
+    assert ckpt.labels == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    assert ckpt.resume is None  # shipped without optimiser and RNG state
+    assert "sharpness" not in ckpt.stats  # trained on sharp faces: no blur workaround
+    cal = ckpt.calibration  # fitted on the validation split carved from Training, never on a test split
+    assert cal["split"] == "val" and ckpt.temperature == cal["temperature"] != 1.0
     assert cal["nll_after"] <= cal["nll_before"]
-    model = model_from_checkpoint(ckpt)
+    model = ckpt.build_model()
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fuse_conv_bn(model).modules())
 
 
@@ -37,7 +37,7 @@ def test_shipped_model_was_trained_with_the_config_its_model_card_names():
     # checkpoint's own record of its model and training settings must be that file's (where to run it,
     # device and threads, may differ)
     ckpt = load_checkpoint("default")
-    shipped = config_from_dict(ckpt["config"]).to_dict()  # read as the loader reads it (older keys filled)
+    shipped = ckpt.config.to_dict()  # read as the loader reads it (older keys filled)
     cfg = load_config(Path(__file__).parents[1] / "configs" / "fer2013.yaml").to_dict()
     assert shipped["model"] == cfg["model"]
     machine = ("device", "threads")

@@ -59,10 +59,10 @@ def test_a_frozen_encoder_that_was_never_pretrained_is_refused(tiny_synth, tmp_p
 
 def test_freezing_keeps_encoder_weights_and_batch_norm_statistics(tiny_synth, tmp_path, monkeypatch):
     """The joint stage with a frozen encoder changes neither its weights nor its running statistics."""
+    from vemo.checkpoint import load_checkpoint
     from vemo.config import load_config
     from vemo.data.prepare import prepare
     from vemo.training import trainer
-    from vemo.training.checkpoint import load_checkpoint
 
     snapshots = []
     original = trainer.joint_epoch
@@ -77,7 +77,7 @@ def test_freezing_keeps_encoder_weights_and_batch_norm_statistics(tiny_synth, tm
     cfg.prepare.root, cfg.prepare.cache_dir, cfg.prepare.frames = str(tiny_synth), str(tmp_path / "c"), 10
     cfg.train.threads = 1
     trainer.train(cfg, prepare(cfg.prepare, progress=False, log=lambda *_: None), tmp_path / "run", progress=False)
-    after = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    after = load_checkpoint(tmp_path / "run" / "last.pt").weights
     before = snapshots[0]
     assert any(k.endswith("running_mean") for k in before)
     assert all(torch.equal(before[k], after[f"encoder.{k}"]) for k in before)
@@ -87,7 +87,7 @@ def test_freezing_keeps_encoder_weights_and_batch_norm_statistics(tiny_synth, tm
 
 
 def test_resume_accepts_machine_only_changes_and_names_the_rest(tmp_path):
-    from vemo.training.checkpoint import CheckpointError, atomic_save
+    from vemo.checkpoint import CheckpointError, atomic_save
     from vemo.training.trainer import _load_resume
 
     cfg = Config()
@@ -95,7 +95,7 @@ def test_resume_accepts_machine_only_changes_and_names_the_rest(tmp_path):
     atomic_save(last, tmp_path / "last.pt")
     moved = Config()
     moved.train.threads, moved.train.device, moved.prepare.workers, moved.prepare.cache_dir = 7, "cpu", 3, "elsewhere"
-    assert _load_resume(tmp_path, moved, log=lambda *_: None)["resume"]["stage"] == "joint"
+    assert _load_resume(tmp_path, moved, log=lambda *_: None).resume["stage"] == "joint"
     changed = Config()
     changed.train.lr, changed.model.width = 0.5, 64
     with pytest.raises(CheckpointError, match=r"train\.lr, .*model\.width|model\.width, .*train\.lr"):

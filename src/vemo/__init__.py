@@ -5,8 +5,9 @@
 
 The package is laid out in the order data flows through it:
 `data` (read, decode, crop, cache) -> `models` (CNN -> autoencoder -> LSTM) -> `training` ->
-`evaluation` -> `reporting`; `predict` runs a trained model over any video or image, `export` writes
-ONNX. `cli` only parses arguments and calls these.
+`evaluation` -> `reporting`; `checkpoint` (the typed `Checkpoint` and its one loader) is the model I/O
+every stage shares; `predict` runs a trained model over any video or image, `export` writes ONNX. `cli`
+only parses arguments and calls these.
 """
 
 # The one version number: pyproject.toml reads it (setuptools dynamic version), so `pip show vemo`,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from vemo import __version__
-from vemo.config import ConfigError, load_config
+from vemo.config import ConfigError, keys_in_file, load_config
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -77,8 +77,10 @@ def cmd_evaluate(args) -> None:
     from vemo.evaluation.evaluate import evaluate_command
 
     levels = [float(v) for v in args.levels.split(",")] if args.levels else None
+    # where the data lives comes from --dataset/--root, --set or the --config file; else from the checkpoint
     given = args.dataset is not None or args.root is not None
     given = given or any(o.startswith(("prepare.root=", "prepare.dataset=")) for o in args.overrides)
+    given = given or bool({"prepare.root", "prepare.dataset"} & keys_in_file(args.config))
     # --set prepare.KEY=VALUE (e.g. prepare.target=face-vote) wins over the checkpoint's own setting
     honour = tuple(o.split("=", 1)[0].removeprefix("prepare.") for o in args.overrides if o.startswith("prepare."))
     honour = tuple(k for k in honour if k not in ("root", "dataset", "workers", "cache_dir"))
@@ -95,6 +97,12 @@ def _window(text: str) -> float | str:
 def cmd_predict(args) -> None:
     from vemo.predict.cli_support import run_predict
 
+    # --set prepare.KEY=VALUE: a face setting of the user's instead of the one the model was trained with
+    given, preprocessing = load_config(None, args.overrides).prepare, {}
+    for name in (o.split("=", 1)[0].strip() for o in args.overrides):
+        if not name.startswith("prepare."):
+            raise ValueError(f"--set {name}: predict takes face settings only (prepare.KEY=VALUE)")
+        preprocessing[name.removeprefix("prepare.")] = getattr(given, name.removeprefix("prepare."))
     run_predict(
         args.inputs,
         args.checkpoint,
@@ -108,6 +116,7 @@ def cmd_predict(args) -> None:
         progress=not args.quiet,
         workers=args.workers,
         device=args.device,
+        preprocessing=preprocessing,
     )
 
 
@@ -127,15 +136,12 @@ def cmd_serve(args) -> None:
 
 
 def cmd_ship(args) -> None:
+    from vemo.checkpoint import ship_checkpoint
     from vemo.io import check_writable
-    from vemo.training.checkpoint import ship_checkpoint
 
     check_writable(Path(args.out).parent)
     ckpt = ship_checkpoint(args.checkpoint, args.out)
-    print(
-        f"wrote {args.out} (epoch {ckpt.get('epoch')}, val accuracy {ckpt.get('val_acc', 0):.3f}, "
-        f"stats {ckpt['stats']})"
-    )
+    print(f"wrote {args.out} (epoch {ckpt.epoch}, val accuracy {ckpt.val_acc or 0:.3f}, stats {ckpt.stats})")
 
 
 def cmd_calibrate(args) -> None:
@@ -152,7 +158,7 @@ def cmd_export(args) -> None:
 
 
 def cmd_compare(args) -> None:
-    from vemo.pipeline import run_compare
+    from vemo.experiments import run_compare
 
     run_compare(_config(args), args.data, Path(args.out), args.models, args.seeds, progress=not args.quiet)
 
@@ -260,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--annotate", metavar="OUT.mp4|DIR", help="write a video with boxes and labels (a folder for several inputs)"
     )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="prepare.KEY=VALUE",
+        help="a face setting instead of the model's own (prepare.face, detect_frames, margin, frames; repeatable)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
 
@@ -323,11 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="vemo: %(message)s")
+    from vemo.checkpoint import CheckpointError
     from vemo.data.prepare import PrepareError
     from vemo.data.video import ClipError
     from vemo.export import ExportError
     from vemo.io import OutputError
-    from vemo.training.checkpoint import CheckpointError
 
     try:
         args.func(args)

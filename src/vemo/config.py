@@ -7,7 +7,9 @@ sections or keys are errors, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -225,6 +227,35 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         node[parts[-1]] = raw if isinstance(_lookup(cfg, parts), str) else _parse_yaml(raw, f"override {item!r}")
         _update(cfg, nested, "override")
     return cfg
+
+
+# Where and how fast data is prepared, not how: never taken from a checkpoint or a cache, always the caller's.
+MACHINE_PREPARE = ("workers", "cache_dir")
+
+
+def copy_preprocessing(
+    source: PrepareConfig, target: Config | PrepareConfig, keep: Iterable[str] = ()
+) -> PrepareConfig:
+    """Copy the preprocessing and split settings of `source` (how a model's or a cache's clips were made)
+    into `target` (a Config's prepare section, or a PrepareConfig), except the machine-only keys
+    (`MACHINE_PREPARE`) and those in `keep` (the caller's explicit choices). Returns the updated section.
+    The one place such copying happens: `Checkpoint.apply_preprocessing` and `Prepared.apply_preprocessing`."""
+    prep = target.prepare if isinstance(target, Config) else target
+    skip = {*MACHINE_PREPARE, *keep}
+    for f in fields(PrepareConfig):
+        if f.name not in skip:
+            setattr(prep, f.name, copy.deepcopy(getattr(source, f.name)))
+    return prep
+
+
+def keys_in_file(path: str | Path | None) -> set[str]:
+    """The `section.key` names a YAML config file sets (to tell a value given there from a default)."""
+    if not path:
+        return set()
+    data = _read_yaml(Path(path))
+    if not isinstance(data, dict):
+        return set()
+    return {f"{sec}.{key}" for sec, values in data.items() if isinstance(values, dict) for key in values}
 
 
 def upgrade_saved(data: dict[str, Any]) -> dict[str, Any]:

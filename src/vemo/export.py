@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vemo.checkpoint import load_checkpoint
 from vemo.io import atomic_write, check_writable, remove_stale_temps
-from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint, temperature_of
 
 
 class ExportError(RuntimeError):
@@ -54,10 +54,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 18) -> Pat
         raise ExportError("ONNX export needs the `onnx` package: pip install 'vemo[export]'") from None
     check_writable(Path(out).parent)  # before the model is loaded and traced
     ckpt = load_checkpoint(checkpoint)
-    temperature = temperature_of(ckpt)
-    model = Probabilities(model_from_checkpoint(ckpt), ckpt["stats"], temperature).eval()
-    prep = ckpt["config"]["prepare"]
-    example = torch.full((2, prep["frames"], prep["size"], prep["size"]), 128.0)
+    temperature = ckpt.temperature
+    model = Probabilities(ckpt.build_model(), ckpt.stats, temperature).eval()
+    prep = ckpt.preprocessing
+    example = torch.full((2, prep.frames, prep.size, prep.size), 128.0)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out.parent, out.name)
@@ -74,12 +74,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 18) -> Pat
         finally:
             tmp.unlink(missing_ok=True)
     meta = {
-        "labels": json.dumps(ckpt["labels"]),
-        "frames": str(prep["frames"]),
-        "size": str(prep["size"]),
-        "margin": str(prep["margin"]),
+        "labels": json.dumps(ckpt.labels),
+        "frames": str(prep.frames),
+        "size": str(prep.size),
+        "margin": str(prep.margin),
         "temperature": str(temperature),
-        "stats": json.dumps(ckpt["stats"]),
+        "stats": json.dumps(ckpt.stats),
         "input": INPUT_CONTRACT,
     }
     for key, value in meta.items():

@@ -1,4 +1,7 @@
-"""The stages chained: what `vemo train` and `vemo demo` run. Each step is a library call."""
+"""The stages chained: what `vemo train` and `vemo demo` run. Each step is a library call.
+
+`vemo compare`'s experiment driver, which chains the same stages for several variants and seeds, is
+`vemo.experiments`, beside this module."""
 
 from __future__ import annotations
 
@@ -6,10 +9,9 @@ import os
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
 from pathlib import Path
 
-from vemo.config import Config, PrepareConfig
+from vemo.config import Config
 from vemo.data.prepare import Prepared, prepare, summarize
 from vemo.evaluation.calibration import calibrate_checkpoint
 from vemo.evaluation.evaluate import evaluate
@@ -24,21 +26,21 @@ def describe_data(prepared: Prepared, synthetic: bool = False) -> dict:
     groups: dict[str, set] = {}
     for it in items:
         groups.setdefault(it["split"], set()).add(it["group"])
-    s = prepared.manifest["settings"]
+    s = prepared.settings
     return {
-        "dataset": s["dataset"],
-        "root": s["root"],
+        "dataset": s.dataset,
+        "root": s.root,
         "cache": str(prepared.path),
         "synthetic": synthetic,
         "kind": prepared.kind,
         "n": len(items),
         "face_detected": sum(it["face_detected"] for it in items),
-        "summary": summarize(len(items), prepared.manifest["skipped"]),
-        "counts": prepared.manifest["counts"],
+        "summary": summarize(len(items), prepared.skipped),
+        "counts": prepared.counts,
         "groups": {k: len(v) for k, v in sorted(groups.items())},
-        "frames": s["frames"],
-        "size": s["size"],
-        "seed": s["seed"],
+        "frames": s.frames,
+        "size": s.size,
+        "seed": s.seed,
     }
 
 
@@ -50,10 +52,9 @@ def train_evaluate_report(
     main_process = int(os.environ.get("RANK", "0")) == 0  # data-parallel runs: rank 0 evaluates and reports
     if main_process:
         write_json(out / "data.json", describe_data(prepared, synthetic))
-    result = train(cfg, prepared, out, progress=progress, log=log, resume=resume)
+    result = train(cfg, prepared, out, progress=progress, log=log, resume=resume)  # it writes the run's records
     if not main_process:
         return {}
-    write_json(out / "train.json", {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()})
     # the temperature is fitted on val, which selected the checkpoint too; test never sees either choice
     calibrate_checkpoint(result.best_checkpoint, prepared, "val", log=log)
     split = "test" if len(prepared.indices("test")) else "val"
@@ -87,37 +88,6 @@ def run_demo(cfg: Config, progress: bool = True, log=print) -> dict:
     )
     metrics["demo_minutes"] = minutes
     return metrics
-
-
-def run_compare(
-    cfg: Config,
-    data: str | None,
-    out: Path,
-    models: list[str] | None,
-    seeds: list[int] | None,
-    progress: bool,
-    log=print,
-) -> dict:
-    """`vemo compare`: prepare (rendering the synthetic set first if it is the default and missing),
-    train and compare the variants, then write the main variant's report with the ablation in it."""
-    from vemo.data.prepare import load_prepared
-    from vemo.data.synth import synthesize
-    from vemo.evaluation.compare import compare
-
-    synthetic = cfg.prepare.dataset == "crema-d" and cfg.prepare.root == PrepareConfig().root
-    with folder_lock(out, "vemo compare", log=log):
-        if data:
-            prepared = load_prepared(data)
-        else:
-            if synthetic:
-                synthesize(cfg.prepare.root, cfg.synth, progress=progress)  # reuses clips already rendered
-            prepared = prepare(cfg.prepare, progress=progress, log=log)
-        result = compare(cfg, prepared, out, models, seeds, log=log)
-        main = next((r for r in result["runs"] if r["model"] == "cnn_ae_lstm"), result["runs"][0])
-        write_json(Path(main["run_dir"]) / "data.json", describe_data(prepared, synthetic and not data))
-        report = write_report(main["run_dir"], out)
-    log(f"compare: {out / 'compare.md'} ({result['minutes']:.1f} min); report with the ablation: {report.parent}")
-    return result
 
 
 def _ddp_worker(cfg_dict: dict, data: str, out: str, progress: bool, resume: bool) -> None:

@@ -28,7 +28,7 @@ def load_split(prepared: Prepared, split: str, expand: bool = True) -> tuple[tor
     x = torch.from_numpy(np.ascontiguousarray(frames[idx])) if len(idx) else torch.empty(0, *frames.shape[1:])
     x = x.to(torch.uint8)
     if expand and prepared.kind == "stills":
-        x = to_sequences(x, prepared.manifest["settings"]["frames"])
+        x = to_sequences(x, prepared.settings.frames)
     return x, torch.from_numpy(prepared.targets()[idx])
 
 

@@ -19,8 +19,8 @@ import os
 import shutil
 import stat
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from vemo.config import PrepareConfig
+from vemo.config import Config, PrepareConfig, copy_preprocessing
 from vemo.data.datasets import get_reader, read_dataset
 from vemo.data.face import crop_square, track_faces
 from vemo.data.records import Record, Skipped, access_problem
@@ -70,10 +70,25 @@ class DamagedCache(PrepareError):
 
 @dataclass
 class Prepared:
-    """A prepared dataset: the frames array (memory-mapped) and its manifest."""
+    """A prepared dataset: the frames array (memory-mapped) and its manifest.
+
+    `manifest` is the parsed manifest.json; code outside this module reads it through the typed
+    properties below (`settings`, `stats`, `labels`, `kind`, `items`, `skipped`, `counts`, `leakage`)."""
 
     path: Path
     manifest: dict
+
+    @property
+    def settings(self) -> PrepareConfig:
+        """The preprocessing and split settings the cache was made with (`root` absolute); settings added
+        to PrepareConfig since take their defaults."""
+        saved = self.manifest["settings"]
+        return PrepareConfig(**{f.name: saved[f.name] for f in fields(PrepareConfig) if f.name in saved})
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """Normalisation statistics of the training split (mean, std of pixel values / 255)."""
+        return dict(self.manifest["stats"])
 
     @property
     def labels(self) -> list[str]:
@@ -86,7 +101,28 @@ class Prepared:
 
     @property
     def items(self) -> list[dict]:
+        """Per clip: source, label, group (actor), split, face_detected, ..."""
         return self.manifest["items"]
+
+    @property
+    def skipped(self) -> list[dict]:
+        """Files left out, each with source, reason and kind."""
+        return self.manifest["skipped"]
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Clips per label per split."""
+        return self.manifest["counts"]
+
+    @property
+    def leakage(self) -> dict:
+        """What the leakage guard found (pixel-identical items across splits)."""
+        return self.manifest["leakage"]
+
+    def apply_preprocessing(self, cfg: Config | PrepareConfig, keep: Iterable[str] = ()) -> PrepareConfig:
+        """Copy the cache's preprocessing and split settings into `cfg` (`vemo.config.copy_preprocessing`:
+        workers, cache_dir and `keep` stay the caller's)."""
+        return copy_preprocessing(self.settings, cfg, keep)
 
     def frames(self) -> np.ndarray:
         return np.load(self.path / "frames.npy", mmap_mode="r")
@@ -376,7 +412,7 @@ def _reusable(final: Path, log) -> Prepared | None:
         log(f"warning: {err.file}: {err.why}; preparing the cache again")
         shutil.rmtree(final, ignore_errors=True)
         return None
-    skipped = prepared.manifest["skipped"]
+    skipped = prepared.skipped
     log(f"reusing cache {final} ({summarize(len(prepared.items), skipped)})")
     for line in skipped_lines(skipped, final / "manifest.json"):
         log(line)
@@ -431,7 +467,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     prepared = load_prepared(final)
-    skipped = prepared.manifest["skipped"]
+    skipped = prepared.skipped
     log(f"{summarize(len(prepared.items), skipped)}; {_face_summary(prepared)}; cache {final}")
     for line in skipped_lines(skipped, final / "manifest.json"):
         log(line)
@@ -443,9 +479,7 @@ def _face_summary(prepared: Prepared) -> str:
         return "face images used as they are (no detection)"
     n_fallback = sum(not it["face_detected"] for it in prepared.items)
     n_padded = sum(it.get("padded", False) for it in prepared.items)
-    padded = (
-        f", {n_padded} shorter than T={prepared.manifest['settings']['frames']} (frames repeated)" if n_padded else ""
-    )
+    padded = f", {n_padded} shorter than T={prepared.settings.frames} (frames repeated)" if n_padded else ""
     return f"face found in {len(prepared.items) - n_fallback}, centre-crop fallback in {n_fallback}{padded}"
 
 

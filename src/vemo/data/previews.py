@@ -34,7 +34,7 @@ def save_previews(prepared: Prepared, out_dir: str | Path, limit: int = 50) -> l
     out.mkdir(parents=True, exist_ok=True)
     x = torch.from_numpy(np.array(prepared.frames()[:limit]))
     if prepared.kind == "stills":  # shown as the sequences the model evaluates
-        x = to_sequences(x, prepared.manifest["settings"]["frames"])
+        x = to_sequences(x, prepared.settings.frames)
     paths = []
     for k, item in enumerate(prepared.items[:limit]):
         face = "face found" if item.get("face_detected") else "no face: centre crop"

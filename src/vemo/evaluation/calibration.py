@@ -4,8 +4,8 @@ A network trained with cross-entropy is usually over-confident: among frames it 
 0.9, fewer than 90% are happy. Dividing its logits by one scalar temperature T > 1, fitted to minimise
 the negative log-likelihood on the *validation* split, fixes most of that without changing a single
 prediction (the argmax is unchanged), so accuracy stays what it was and a confidence can be read as
-a probability. The checkpoint stores T (`ckpt["calibration"]`); evaluation, `predict` and the ONNX
-export all divide by it.
+a probability. The checkpoint stores T (`Checkpoint.calibration`, read as `Checkpoint.temperature`);
+evaluation, `predict` and the ONNX export all divide by it.
 """
 
 from __future__ import annotations
@@ -16,17 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vemo.checkpoint import SHIPPED, CheckpointError, load_checkpoint, resolve_checkpoint
 from vemo.data.loader import load_split
 from vemo.data.prepare import Prepared
 from vemo.evaluation.inference import check_frame_size, predict
-from vemo.training.checkpoint import (
-    SHIPPED,
-    CheckpointError,
-    atomic_save,
-    load_checkpoint,
-    model_from_checkpoint,
-    resolve_checkpoint,
-)
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -83,9 +76,9 @@ def calibrate_checkpoint(checkpoint: str | Path, prepared: Prepared, split: str 
     x, y = load_split(prepared, split)
     if len(x) == 0:
         raise ValueError(f"cannot calibrate: the {split!r} split of {prepared.path} is empty")
-    if list(prepared.labels) != list(ckpt["labels"]):
+    if list(prepared.labels) != ckpt.labels:
         raise ValueError(f"cannot calibrate on {prepared.path}: its labels differ from the checkpoint's")
-    logits = predict(model_from_checkpoint(ckpt), x, ckpt["stats"])["logits"]
+    logits = predict(ckpt.build_model(), x, ckpt.stats)["logits"]
     t = fit_temperature(logits, y)
     before, after = torch.softmax(logits, 1).numpy(), torch.softmax(logits / t, 1).numpy()
     calibration = {
@@ -97,8 +90,8 @@ def calibrate_checkpoint(checkpoint: str | Path, prepared: Prepared, split: str 
         "ece_before": expected_calibration_error(before, y.numpy()),
         "ece_after": expected_calibration_error(after, y.numpy()),
     }
-    ckpt["calibration"] = calibration
-    atomic_save(ckpt, path)
+    ckpt.calibration = calibration
+    ckpt.save(path)
     log(
         f"calibrated {checkpoint} on {split} ({len(y)} clips): temperature {t:.3f}; "
         f"ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}, "

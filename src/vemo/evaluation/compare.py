@@ -1,87 +1,21 @@
-"""`vemo compare`: variants trained on the same prepared data and split, several seeds each, side by side.
+"""Statistics of `vemo compare` (pure evaluation: no training, no files): per variant the mean +- std
+over seeds, a paired comparison of the autoencoder model against the plain CNN-LSTM (same seeds, same
+data: the difference per seed isolates the autoencoder), robustness curves averaged over seeds, and the
+markdown table. With 3 seeds no test can be very sure; the paired t-test and the exact sign-flip test
+are reported so a reader sees how sure.
 
-For each (variant, seed): train, evaluate on the test split, time inference, measure robustness to
-noise/blur/occlusion. Then per variant: mean +- std over seeds, and a paired comparison of the
-autoencoder model against the plain CNN-LSTM (same seeds, same data: the difference per seed isolates
-the autoencoder). With 3 seeds no test can be very sure; the paired t-test and the exact sign-flip
-test are reported so a reader sees how sure.
-
-Finished runs are reused (their metrics.json exists), so an interrupted compare continues.
+The experiment that produces the runs (prepare, train each variant and seed, evaluate) is the driver
+`vemo.experiments`.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
-import json
-import time
-from pathlib import Path
 
 import numpy as np
 
-from vemo.config import Config
-from vemo.data.loader import load_split
-from vemo.data.prepare import Prepared
-from vemo.evaluation.calibration import calibrate_checkpoint
-from vemo.evaluation.evaluate import evaluate, robustness
-from vemo.evaluation.inference import predict
-from vemo.evaluation.robustness import DEFAULT_LEVELS
-from vemo.io import write_json, write_text
-from vemo.reporting.plots import plot_compare, plot_robustness
-from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint
-from vemo.training.trainer import train
-
-# The pair whose difference is the ablation; cnn_ae_lstm_attn and c3d on request (--models): 3 seeds of
-# each of four variants take ~40 min on 2 cores, twice the budget of a default run.
-DEFAULT_VARIANTS = ["cnn_lstm", "cnn_ae_lstm"]
+# The pair whose difference is the ablation: (a, b) in "a minus b".
 PAIR = ("cnn_ae_lstm", "cnn_lstm")
-# Every other level of `vemo evaluate --perturb`'s defaults (clean, middle, strongest): the curves keep
-# their shape at half the cost; robustness was ~30 s of each run's ~3 minutes with all five levels.
-ROBUSTNESS_LEVELS = {kind: levels[::2] for kind, levels in DEFAULT_LEVELS.items()}
-
-
-def inference_speed(checkpoint: Path, prepared: Prepared, repeats: int = 3) -> float:
-    """Test clips per second through the model alone (best of `repeats`)."""
-    ckpt = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(ckpt)
-    x, _ = load_split(prepared, "test")
-    best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predict(model, x, ckpt["stats"])
-        best = max(best, len(x) / (time.perf_counter() - start))
-    return best
-
-
-def run_one(cfg: Config, prepared: Prepared, run_dir: Path, log) -> dict:
-    """Train + evaluate + time + robustness for one (variant, seed), or read it back if already done."""
-    done = run_dir / "run.json"
-    if done.exists():
-        log(f"reusing {run_dir}")
-        return json.loads(done.read_text())
-    quiet = lambda *_: None  # noqa: E731
-    result = train(cfg, prepared, run_dir, progress=False, log=quiet, resume=True)
-    calibrate_checkpoint(result.best_checkpoint, prepared, "val", log=quiet)  # as `vemo train` does
-    metrics = evaluate(result.best_checkpoint, prepared, run_dir, split="test", log=quiet)
-    rob = robustness(result.best_checkpoint, prepared, run_dir, "test", ROBUSTNESS_LEVELS, log=quiet)
-    row = {
-        "model": cfg.model.name,
-        "seed": cfg.train.seed,
-        "accuracy": metrics["accuracy"],
-        "macro_f1": metrics["macro_f1"],
-        "parameters": result.parameters,
-        "train_minutes": result.seconds / 60,
-        "best_epoch": result.best_epoch,
-        "clips_per_s": inference_speed(result.best_checkpoint, prepared),
-        "robustness": rob,
-        "run_dir": str(run_dir),
-    }
-    write_json(done, row)
-    log(
-        f"{cfg.model.name} seed {cfg.train.seed}: accuracy {row['accuracy']:.3f}, macro-F1 {row['macro_f1']:.3f} "
-        f"({row['train_minutes']:.1f} min)"
-    )
-    return row
 
 
 def summarize(runs: list[dict], variants: list[str]) -> list[dict]:
@@ -143,43 +77,18 @@ def robustness_means(runs: list[dict], variants: list[str]) -> dict[str, list[di
     return curves
 
 
-def compare(
-    cfg: Config,
-    prepared: Prepared,
-    out_dir: str | Path,
-    variants: list[str] | None = None,
-    seeds: list[int] | None = None,
-    log=print,
-) -> dict:
-    variants = variants or DEFAULT_VARIANTS
-    seeds = seeds if seeds is not None else [0, 1, 2]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    runs = []
-    for name in variants:
-        for seed in seeds:
-            run_cfg = copy.deepcopy(cfg)
-            run_cfg.model.name, run_cfg.train.seed = name, seed
-            runs.append(run_one(run_cfg, prepared, out / f"{name}-seed{seed}", log))
-    result = {
-        "data": str(prepared.path),
-        "dataset": prepared.manifest["settings"]["dataset"],
-        "test_clips": int(len(prepared.indices("test"))),
-        "split_seed": prepared.manifest["settings"]["seed"],
+def comparison(runs: list[dict], variants: list[str], seeds: list[int], data: dict) -> dict:
+    """compare.json's content from the runs (one row per variant and seed: accuracy, macro_f1,
+    parameters, train_minutes, clips_per_s, robustness) and `data` (what they were tested on: dataset,
+    test_clips, split_seed, ...): per-variant summary, the paired test of PAIR, robustness means."""
+    return {
+        **data,
         "seeds": seeds,
         "summary": summarize(runs, variants),
         "paired": paired(runs, *PAIR) if all(v in variants for v in PAIR) else None,
         "robustness": robustness_means(runs, variants),
         "runs": runs,
-        "minutes": (time.time() - started) / 60,
     }
-    write_json(out / "compare.json", result)
-    plot_compare(result["summary"], out / "compare.png")
-    plot_robustness(result["robustness"], out / "robustness.png")
-    write_text(out / "compare.md", compare_markdown(result))
-    log(compare_markdown(result))
-    return result
 
 
 def compare_markdown(result: dict) -> str:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vemo.config import PrepareConfig
+from vemo.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from vemo.data.loader import load_split
 from vemo.data.prepare import KEYED_SETTINGS as PREPARE_KEYED
 from vemo.data.prepare import Prepared
@@ -26,7 +25,6 @@ from vemo.evaluation.metrics import classification_metrics, format_table
 from vemo.evaluation.robustness import DEFAULT_LEVELS, perturb
 from vemo.io import atomic_write, check_writable, folder_lock, write_json, write_text
 from vemo.reporting.plots import plot_confusion, plot_reliability, plot_robustness
-from vemo.training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, temperature_of
 from vemo.training.distributed import resolve_device
 
 
@@ -42,24 +40,27 @@ def label_mapping(model_labels: list[str], data_labels: list[str]) -> dict:
     }
 
 
-def _differences(ckpt: dict, prepared: Prepared) -> list[str]:
-    """Preprocessing or split settings in which the data differs from what the model was trained on."""
-    defaults = asdict(PrepareConfig())  # settings added after a checkpoint was made take their default
-    trained = {**defaults, **ckpt["config"]["prepare"]}
-    data = {**defaults, **prepared.manifest["settings"]}
-    return [f"{k}: trained {trained[k]!r}, data {data[k]!r}" for k in PREPARE_KEYED if trained[k] != data[k]]
+def _differences(ckpt: Checkpoint, prepared: Prepared) -> list[str]:
+    """Preprocessing or split settings in which the data differs from what the model was trained on
+    (settings added after a checkpoint or cache was made take their defaults on both sides)."""
+    trained, data = ckpt.preprocessing, prepared.settings
+    return [
+        f"{k}: trained {getattr(trained, k)!r}, data {getattr(data, k)!r}"
+        for k in PREPARE_KEYED
+        if getattr(trained, k) != getattr(data, k)
+    ]
 
 
-def default_split(ckpt: dict, prepared: Prepared) -> str:
+def default_split(ckpt: Checkpoint, prepared: Prepared) -> str:
     """The held-out test split of the data the model was trained on; all of any other data."""
-    trained, data = ckpt["config"]["prepare"], prepared.manifest["settings"]
-    same = trained["dataset"] == data["dataset"] and Path(trained["root"]).resolve() == Path(data["root"]).resolve()
+    trained, data = ckpt.preprocessing, prepared.settings
+    same = trained.dataset == data.dataset and Path(trained.root).resolve() == Path(data.root).resolve()
     return "test" if same else "all"
 
 
-def _predictions(ckpt: dict, model, prepared: Prepared, x, y, items, perturbation=None) -> dict:
+def _predictions(ckpt: Checkpoint, model, prepared: Prepared, x, y, items, perturbation=None) -> dict:
     """Probabilities over the classes both sides know, for the clips whose class the model knows."""
-    model_labels, data_labels = list(ckpt["labels"]), list(prepared.labels)
+    model_labels, data_labels = list(ckpt.labels), list(prepared.labels)
     mapping = label_mapping(model_labels, data_labels)
     keep = np.array([data_labels[t] in mapping["evaluated"] for t in y.numpy()], dtype=bool)
     x, y = x[keep], y.numpy()[keep]
@@ -67,7 +68,7 @@ def _predictions(ckpt: dict, model, prepared: Prepared, x, y, items, perturbatio
         x = perturb(x, *perturbation)
     labels = mapping["evaluated"]
     cols = [model_labels.index(lab) for lab in labels]
-    result = predict(model, x, ckpt["stats"], temperature=temperature_of(ckpt))
+    result = predict(model, x, ckpt.stats, temperature=ckpt.temperature)
     probs = result["probs"].numpy()[:, cols]
     probs = probs / probs.sum(1, keepdims=True).clip(min=1e-12)
     raw = torch.softmax(result["logits"][:, cols], dim=1).numpy()  # temperature 1, for the calibration figures
@@ -85,7 +86,7 @@ def _predictions(ckpt: dict, model, prepared: Prepared, x, y, items, perturbatio
     }
 
 
-def _choose_split(ckpt: dict, prepared: Prepared, split: str | None, log) -> str:
+def _choose_split(ckpt: Checkpoint, prepared: Prepared, split: str | None, log) -> str:
     if split is None:
         split = default_split(ckpt, prepared)
         why = "the model's own dataset: its held-out test split" if split == "test" else "other data: all of it"
@@ -93,7 +94,7 @@ def _choose_split(ckpt: dict, prepared: Prepared, split: str | None, log) -> str
     return split
 
 
-def output_folder(base: Path, ckpt: dict, prepared: Prepared, split: str) -> Path:
+def output_folder(base: Path, ckpt: Checkpoint, prepared: Prepared, split: str) -> Path:
     """`base` (the run's folder) for the run's own test split; `base/eval-<cache>-<split>` for any other
     data or split, so evaluating a checkpoint elsewhere never overwrites the run's own results."""
     if split == "test" and default_split(ckpt, prepared) == "test":
@@ -110,7 +111,7 @@ def _load(checkpoint, prepared: Prepared, split: str | None, log, device: str = 
     if len(x) == 0:
         raise ValueError(f"the {split!r} split of {prepared.path} is empty")
     items = [prepared.items[i] for i in prepared.indices(split)]
-    return ckpt, model_from_checkpoint(ckpt).to(device_), split, x, y, items
+    return ckpt, ckpt.build_model().to(device_), split, x, y, items
 
 
 def evaluate(
@@ -125,7 +126,7 @@ def evaluate(
     embeddings.npz (clip embeddings, labels, attention weights and a few frames, for the report's figures)."""
     out = check_writable(out_dir)  # before any inference: a long evaluation never ends in a failed write
     ckpt, model, split, x, y, items = _load(checkpoint, prepared, split, log, device)
-    same_dataset = ckpt["config"]["prepare"]["dataset"] == prepared.manifest["settings"]["dataset"]
+    same_dataset = ckpt.preprocessing.dataset == prepared.settings.dataset
     if same_dataset and (diffs := _differences(ckpt, prepared)):
         log(
             "warning: the data was prepared differently from the training data (frames may look different, "
@@ -148,13 +149,13 @@ def evaluate(
             "split": split,
             "checkpoint": str(checkpoint),
             "data": str(prepared.path),
-            "dataset": prepared.manifest["settings"]["dataset"],
-            "root": prepared.manifest["settings"]["root"],
-            "model": ckpt["config"]["model"]["name"],
+            "dataset": prepared.settings.dataset,
+            "root": prepared.settings.root,
+            "model": ckpt.model_name,
             "label_mapping": mapping,
-            "skipped": len(prepared.manifest["skipped"]),
+            "skipped": len(prepared.skipped),
             "calibration": {
-                "temperature": temperature_of(ckpt),
+                "temperature": ckpt.temperature,
                 "ece": expected_calibration_error(p["probs"], p["truth"]),
                 "ece_uncalibrated": expected_calibration_error(p["probs_uncalibrated"], p["truth"]),
                 "reliability": reliability(p["probs"], p["truth"]),
@@ -230,7 +231,7 @@ def robustness(
             log(f"{kind} {level:g}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
     out = Path(out_dir)
     write_json(out / "robustness.json", {"split": split, "checkpoint": str(checkpoint), "rows": rows})
-    plot_robustness({ckpt["config"]["model"]["name"]: rows}, out / "robustness.png")
+    plot_robustness({ckpt.model_name: rows}, out / "robustness.png")
     return rows
 
 
@@ -259,15 +260,17 @@ def evaluate_command(
 ) -> dict:
     """`vemo evaluate`: prepare the data the way the checkpoint expects, evaluate, optionally perturb.
 
-    The checkpoint's own preprocessing and split settings are used, so frames match what the model
-    saw and "test" means the groups it was kept away from; only where the data lives (and which reader)
-    comes from the command line. With no --dataset/--root, the checkpoint's own dataset is used.
+    The checkpoint's own preprocessing and split settings are used (`Checkpoint.apply_preprocessing`), so
+    frames match what the model saw and "test" means the groups it was kept away from; only where the
+    data lives (and which reader) comes from the caller: `dataset_given` (--dataset/--root, or
+    prepare.dataset/prepare.root in --config or --set) keeps cfg's dataset and root, and the keys in
+    `honour` (--set prepare.KEY=VALUE) keep cfg's value. Otherwise the checkpoint's own dataset is used.
     Results go to --out, else to the checkpoint's folder for its own test split and to a folder of
     their own inside it for other data (`output_folder`); the folder is checked to be writable before
     anything is computed, and locked while it is written.
     """
+    from vemo.checkpoint import SHIPPED
     from vemo.data.prepare import load_prepared, prepare
-    from vemo.training.checkpoint import SHIPPED
 
     resolve_device(device)  # a GPU asked for but missing is refused before anything is prepared
     if perturb and levels and len(perturb) > 1:
@@ -277,13 +280,11 @@ def evaluate_command(
     if data:
         prepared = load_prepared(data)
     else:
-        keep = ("workers", "cache_dir", *honour) + (("dataset", "root") if dataset_given else ())
+        keep = (*honour, *(("dataset", "root") if dataset_given else ()))
         for key in honour:  # prepare keys the user set with --set: theirs, not the checkpoint's
-            trained = ckpt["config"]["prepare"].get(key)
+            trained = getattr(ckpt.preprocessing, key, None)
             log(f"prepare.{key}={getattr(cfg.prepare, key)!r} as given (the model was trained with {trained!r})")
-        for key, value in ckpt["config"]["prepare"].items():
-            if key not in keep and hasattr(cfg.prepare, key):
-                setattr(cfg.prepare, key, value)
+        ckpt.apply_preprocessing(cfg, keep)
         prepared = prepare(cfg.prepare, progress=progress, log=log)
     split = _choose_split(ckpt, prepared, split, log)
     out_dir = base if out else output_folder(base, ckpt, prepared, split)

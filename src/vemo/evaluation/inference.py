@@ -5,18 +5,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vemo.checkpoint import Checkpoint, CheckpointError
 from vemo.data.loader import model_inputs
 from vemo.data.prepare import Prepared
-from vemo.training.checkpoint import CheckpointError
 
 
-def check_frame_size(ckpt: dict, prepared: Prepared) -> None:
+def check_frame_size(ckpt: Checkpoint, prepared: Prepared) -> None:
     """Refuse data prepared at another frame size than the checkpoint's model takes."""
-    size = ckpt["config"]["prepare"]["size"]
-    if prepared.manifest["settings"]["size"] != size:
+    size = ckpt.frame_size
+    if prepared.settings.size != size:
         raise CheckpointError(
             f"the checkpoint expects {size}x{size} frames but the data was prepared at "
-            f"{prepared.manifest['settings']['size']}; prepare again with prepare.size={size}"
+            f"{prepared.settings.size}; prepare again with prepare.size={size}"
         )
 
 

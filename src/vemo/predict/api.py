@@ -67,9 +67,14 @@ def expand(source: Source | list[Source]) -> list[Item]:
     return items
 
 
-def load_predictor(checkpoint: str | Path | Predictor = "default", device: str = "cpu") -> Predictor:
-    """A Predictor from a checkpoint path or shipped name; a Predictor is passed through (load once, reuse)."""
-    return checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device=device)
+def load_predictor(
+    checkpoint: str | Path | Predictor = "default", device: str = "cpu", preprocessing: dict | None = None
+) -> Predictor:
+    """A Predictor from a checkpoint path or shipped name (face settings: the checkpoint's, except those in
+    `preprocessing`); a Predictor is passed through as it is (load once, reuse)."""
+    if isinstance(checkpoint, Predictor):
+        return checkpoint
+    return Predictor(checkpoint, device=device, preprocessing=preprocessing)
 
 
 def predict_item(
@@ -104,6 +109,7 @@ def predict(
     fps: float = 30.0,
     device: str = "cpu",
     progress: bool = False,
+    preprocessing: dict | None = None,
 ):
     """Emotions in videos, images or frames as a pandas DataFrame, one row per window per face.
 
@@ -115,6 +121,8 @@ def predict(
         window="clip": one row per video, its frames sampled exactly as `vemo evaluate` samples a clip.
     all_faces: every face, not only the largest.
     device: "cpu" or "cuda".
+    preprocessing: face settings instead of those the model was trained with (face, detect_frames,
+        margin, frames), e.g. {"margin": 0.2}; by default the checkpoint's own.
 
     Columns: source, face, start, end, label, confidence, p_<class> (calibrated probabilities of the
     window), x, y, w, h (face box in pixels), status ("ok" or "no-face"), found (sampled frames with
@@ -123,7 +131,7 @@ def predict(
     with a warning and listed in `df.attrs["skipped"]` as (source, reason) pairs.
     """
     check_window(window, hop)
-    predictor = load_predictor(checkpoint, device)
+    predictor = load_predictor(checkpoint, device, preprocessing)
     items = expand(source)
     recs: list[dict] = []
     skipped: list[tuple[str, str]] = []

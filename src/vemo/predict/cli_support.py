@@ -80,14 +80,16 @@ def run_predict(
     log=print,
     workers: int = 1,
     device: str = "cpu",
+    preprocessing: dict | None = None,
 ) -> list[dict]:
     """`vemo predict`: one result per usable input (skipped ones named in the log). Raises ClipError when
-    nothing usable was predicted (no input readable, or no face in any window): the CLI exits 2."""
+    nothing usable was predicted (no input readable, or no face in any window): the CLI exits 2.
+    `preprocessing`: face settings given by the user (--set prepare.KEY=VALUE), else the model's own."""
     check_window(window_s, hop_s)
     resolve_device(device)  # before any worker starts or file is written
     out_dir = Path(out)
     if webcam is not None:
-        predictor = load_predictor(checkpoint, device)
+        predictor = load_predictor(checkpoint, device, preprocessing)
         return [_webcam(webcam, predictor, out_dir, (window_s, hop_s, all_faces), max_seconds, log)]
     items = expand(inputs)
     names = unique_names([it.path for it in items])
@@ -96,18 +98,19 @@ def run_predict(
     refuse_overwrite([it.path for it in items], outputs + [t for t in targets if t is not None])
     jobs = [(it, name, target) for it, name, target in zip(items, names, targets, strict=True)]
     settings = {"window_s": window_s, "hop_s": hop_s, "all_faces": all_faces, "out": str(out_dir)}
-    results = _run(jobs, checkpoint, device, settings, workers, progress and workers == 1)
+    results = _run(jobs, (checkpoint, device, preprocessing), settings, workers, progress and workers == 1)
     return _finish(results, out_dir, log)
 
 
-def _run(jobs: list, checkpoint: str, device: str, settings: dict, workers: int, progress: bool) -> list[dict]:
-    """Each job's result in input order, on this process or on `workers` processes (one model each)."""
+def _run(jobs: list, model: tuple, settings: dict, workers: int, progress: bool) -> list[dict]:
+    """Each job's result in input order, on this process or on `workers` processes (one model each).
+    `model`: (checkpoint, device, preprocessing), as `load_predictor` takes them."""
     if workers <= 1 or len(jobs) == 1:
-        predictor = load_predictor(checkpoint, device)
+        predictor = load_predictor(*model)
         return [_one(job, predictor, settings, progress) for job in jobs]
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(
-        workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(checkpoint, device, threads)
+        workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(*model, threads)
     ) as pool:
         return list(pool.map(_worker_one, jobs, [settings] * len(jobs)))
 
@@ -115,9 +118,9 @@ def _run(jobs: list, checkpoint: str, device: str, settings: dict, workers: int,
 _worker_predictor: Predictor | None = None
 
 
-def _init_worker(checkpoint: str, device: str, threads: int) -> None:
+def _init_worker(checkpoint: str, device: str, preprocessing: dict | None, threads: int) -> None:
     global _worker_predictor
-    _worker_predictor = Predictor(checkpoint, threads=threads, device=device)
+    _worker_predictor = Predictor(checkpoint, threads=threads, device=device, preprocessing=preprocessing)
 
 
 def _worker_one(job, settings: dict) -> dict:

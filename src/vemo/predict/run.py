@@ -12,20 +12,22 @@ Nothing here writes files or prints: `vemo.predict.api` turns rows into a table,
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from vemo.config import config_from_dict
+from vemo.checkpoint import load_checkpoint
+from vemo.config import PrepareConfig
 from vemo.data.face import crop_square, detect_all
 from vemo.data.loader import model_inputs
 from vemo.data.stills import to_sequences
 from vemo.data.video import ClipError
 from vemo.models.registry import fuse_conv_bn, to_channels_last
 from vemo.predict.stream import FaceWindows, Frame, video_fps, video_frames
-from vemo.training.checkpoint import load_checkpoint, model_from_checkpoint, temperature_of
 from vemo.training.distributed import resolve_device
 
 NO_FACE = "no-face"
@@ -33,25 +35,45 @@ DIGITS = 6  # probabilities are rounded to 1e-6: exact enough to compare runtime
 CLIP = "clip"  # window="clip": the whole clip as one window, sampled as `vemo evaluate` samples it
 WINDOW_HELP = {"window": " or 'clip'", "hop": ""}
 PENDING = "..."  # the annotated video's label for a face seen before its first complete window
+# How faces become crops: taken from the checkpoint (as its training clips were made) unless given.
+FACE_SETTINGS = ("face", "detect_frames", "margin", "size", "frames")
 
 log = logging.getLogger(__name__)
 
 
 class Predictor:
-    """A checkpoint ready to classify windows: the model, its labels, frame size, T and statistics."""
+    """A checkpoint ready to classify windows: the model, its labels, frame size, T and statistics.
 
-    def __init__(self, checkpoint: str | Path, threads: int = 0, device: str = "cpu"):
+    Faces are found and cropped with the settings the model's training clips were made with (face
+    finder, detect_frames, margin, size, frames: `Checkpoint.apply_preprocessing`), except those in
+    `preprocessing`, the caller's explicit choices (`vemo predict --set prepare.margin=0.2`). The frame
+    size is the model's own: another one is refused."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        threads: int = 0,
+        device: str = "cpu",
+        preprocessing: Mapping[str, Any] | None = None,
+    ):
         if threads:
             torch.set_num_threads(threads)
+        given = dict(preprocessing or {})
+        if unknown := sorted(set(given) - set(FACE_SETTINGS)):
+            raise ValueError(f"predict takes face settings only ({', '.join(FACE_SETTINGS)}), not {', '.join(unknown)}")
         ckpt = load_checkpoint(checkpoint)
+        if given.get("size", ckpt.frame_size) != ckpt.frame_size:
+            raise ValueError(f"size {given['size']}: the model takes {ckpt.frame_size}x{ckpt.frame_size} frames")
         self.device = resolve_device(device)
         # channels-last ~1.4x and conv+BN folding ~1.07x faster on CPU (bench/predict.py)
-        self.model = to_channels_last(fuse_conv_bn(model_from_checkpoint(ckpt))).to(self.device)
-        self.labels: list[str] = list(ckpt["labels"])
-        self.prepare = config_from_dict(ckpt["config"]).prepare  # how its training clips were made
+        self.model = to_channels_last(fuse_conv_bn(ckpt.build_model())).to(self.device)
+        self.labels: list[str] = list(ckpt.labels)
+        self.prepare = PrepareConfig(**given)  # the caller's face settings, the model's for the rest
+        ckpt.apply_preprocessing(self.prepare, keep=given)
         self.frames, self.size, self.margin = self.prepare.frames, self.prepare.size, self.prepare.margin
-        self.stats = ckpt["stats"]
-        self.temperature = temperature_of(ckpt)  # fitted on the validation split: confidences mean what they say
+        self.face = self.prepare.face
+        self.stats = ckpt.stats
+        self.temperature = ckpt.temperature  # fitted on the validation split: confidences mean what they say
 
     @torch.inference_mode()
     def probabilities(self, clips: np.ndarray) -> np.ndarray:
@@ -86,7 +108,7 @@ def predict_frames(
     Raises ClipError when no frame decoded or too few were sampled to classify anything.
     """
     check_window(window_s, hop_s)
-    faces = FaceWindows(predictor.frames, predictor.size, predictor.margin, all_faces)
+    faces = FaceWindows(predictor.frames, predictor.size, predictor.margin, all_faces, face=predictor.face)
     step = window_s / predictor.frames
     next_sample = next_emit = None  # clocks start at the first frame's time (streams may not start at 0)
     rows: list[dict] = []

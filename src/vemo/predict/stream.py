@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vemo.data.face import crop_square, detect_all
+from vemo.data.face import center_box, crop_square, detect_all
 from vemo.data.video import iter_video, luma, upright_turns
 
 
@@ -105,11 +105,15 @@ class FaceWindows:
 
     A frame where a track's face is not detected repeats the track's previous crop (faces rarely vanish
     for one frame); a track unseen for T sampled frames ends. A window whose face was found in fewer
-    than half of its frames is reported as "no face" instead of being classified.
+    than half of its frames is reported as "no face" instead of being classified. `face` is the face
+    finder the model was trained with: "haar" (detection) or "center" (a centred square, every frame).
     """
 
-    def __init__(self, frames: int, size: int, margin: float, all_faces: bool, smooth: float = 0.5):
+    def __init__(self, frames: int, size: int, margin: float, all_faces: bool, smooth: float = 0.5, face: str = "haar"):
+        if face not in ("haar", "center"):
+            raise ValueError(f"unknown face method {face!r} (use 'haar' or 'center')")
         self.t, self.size, self.margin, self.all_faces, self.smooth = frames, size, margin, all_faces, smooth
+        self.face = face
         self.tracks: list[Track] = []
         self.times: deque = deque(maxlen=frames)
         self.next_id = 0
@@ -133,7 +137,8 @@ class FaceWindows:
 
     def add(self, frame: Frame) -> None:
         self.times.append(frame.time)
-        matched = self._match(detect_all(frame.gray))
+        boxes = [center_box(frame.gray.shape)] if self.face == "center" else detect_all(frame.gray)
+        matched = self._match(boxes)
         for tr in self.tracks:
             if tr.id in matched:
                 tr.box = self.smooth * tr.box + (1 - self.smooth) * matched[tr.id] if tr.crops else matched[tr.id]

@@ -46,9 +46,11 @@ def plot_curves(history_csv: str | Path, png: str | Path) -> None:
     """Per epoch, train vs val: frame pretraining (frame loss, frame accuracy, reconstruction MSE) on
     the first row when there was any, joint training (clip loss and accuracy) on the last row.
 
-    Training losses include label smoothing (and, for the joint stage, the weighted reconstruction) and
-    are measured on augmented inputs while the weights move; validation losses are plain cross-entropy
-    on clean inputs at the epoch's end. Compare their trends, not their levels."""
+    Both losses are the same quantity, plain cross-entropy: the trainer records it without label
+    smoothing and without the reconstruction term (plotted on its own, right) for train as for
+    validation (`vemo.training.run_folder.LOSS_MEANING`). Train's is the running mean over the epoch
+    on augmented inputs while the weights move, validation's is measured on clean inputs at the
+    epoch's end."""
     with open(history_csv) as fh:
         rows = list(csv.DictReader(fh))
     joint = [r for r in rows if r["stage"] == "joint"]
@@ -56,7 +58,7 @@ def plot_curves(history_csv: str | Path, png: str | Path) -> None:
     nrows = 2 if pre else 1
     fig, axes = _subplots(nrows, 3, figsize=(12.6, 3.4 * nrows), squeeze=False)
     if pre:
-        _train_val(axes[0, 0], pre, "loss", "frame pretraining: loss")
+        _train_val(axes[0, 0], pre, "loss", "frame pretraining: cross-entropy")
         _train_val(axes[0, 1], pre, "acc", "frame pretraining: accuracy (probe)")
         rec = _floats(pre, "recon_loss")
         if np.isfinite(rec).any():
@@ -65,7 +67,7 @@ def plot_curves(history_csv: str | Path, png: str | Path) -> None:
             axes[0, 2].grid(alpha=0.3)
         else:
             axes[0, 2].axis("off")
-    _train_val(axes[-1, 0], joint, "loss", "clips: loss (train: + smoothing, recon)")
+    _train_val(axes[-1, 0], joint, "loss", "clips: cross-entropy (no smoothing, no recon)")
     _train_val(axes[-1, 1], joint, "acc", "clips: accuracy")
     rec = _floats(joint, "recon_loss")
     if np.isfinite(rec).any():

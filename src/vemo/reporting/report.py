@@ -44,13 +44,22 @@ def _parts(cfg: dict) -> tuple[bool, bool, bool]:
     return model.has_frame_encoder, model.has_autoencoder, attention
 
 
+def _face_finder(p: dict) -> str:
+    """How the run's faces were found, from its prepare settings (config.yaml holds the cache's own)."""
+    if p.get("face") == "haar":
+        return (
+            f"found by OpenCV's Haar cascade on {p.get('detect_frames')} frames and interpolated "
+            "(centre crop where none is found)"
+        )
+    return f"cropped from the frame's centre (`prepare.face` {p.get('face')}: no face detection)"
+
+
 def _design(cfg: dict, data: dict) -> Block:
     m, p = cfg.get("model", {}), cfg.get("prepare", {})
     frame_model, autoencoder, attention = _parts(cfg)
-    finder = {"haar": "found by OpenCV's Haar cascade on a few frames and interpolated"}.get(
-        p.get("face"), "cropped from the frame's centre (no face detection)"
-    )
-    size = f"{p.get('size')}x{p.get('size')} grayscale: colour carries little about expression and costs 3x"
+    finder = _face_finder(p)
+    side = data.get("size", p.get("size"))  # the cache's own (data.json), else the run's config
+    size = f"{side}x{side} grayscale: colour carries little about expression and costs 3x"
     if data.get("kind") == "stills":
         first = (
             f"Frames: each face image becomes {p.get('frames')} frames of simulated head and camera motion "
@@ -111,19 +120,37 @@ def _data(data: dict, cfg: dict) -> list[Block]:
 
 
 def _training(run: Path, cfg: dict, history: list[dict], train: dict) -> list[Block]:
-    joint = [r for r in history if r["stage"] == "joint"]
-    pre = [r for r in history if r["stage"] == "pretrain"]
+    """The training section, from train.json (the summary the trainer wrote: best epoch, epochs run,
+    why it stopped, time); history.csv only counts epochs when there is no train.json."""
     m, t = cfg.get("model", {}), cfg.get("train", {})
+    limits = f"max {t.get('epochs')}, early-stopping patience {t.get('patience')}"
+    if train:
+        pre = train.get("pretrain_epochs_run", sum(r["stage"] == "pretrain" for r in history))
+        stopped = {
+            "early stopping": f"stopped early after {t.get('patience')} epochs without validation improvement",
+            "time budget": f"stopped by the time budget (train.max_minutes {t.get('max_minutes')})",
+            "all epochs": "all epochs run",
+        }.get(train.get("stopped"))
+        first = (
+            f"`{m.get('name')}`, {train.get('parameters', 0) / 1e6:.2f}M parameters; {pre} frame-pretraining "
+            f"epochs, then {train.get('epochs_run')} joint epochs ({limits}"
+            + (f"; {stopped}" if stopped else "")
+            + f"); best validation accuracy {float(train.get('best_val_acc', 0)):.3f} at epoch "
+            f"{train.get('best_epoch')}; {float(train.get('seconds', 0)) / 60:.1f} min."
+        )
+    else:
+        counts = {stage: sum(r["stage"] == stage for r in history) for stage in ("pretrain", "joint")}
+        first = (
+            f"`{m.get('name')}`: no `train.json` in this run folder (training did not finish); `history.csv` "
+            f"holds {counts['pretrain']} frame-pretraining and {counts['joint']} joint epochs ({limits})."
+        )
     items = [
-        f"`{m.get('name')}`, {train.get('parameters', 0) / 1e6:.2f}M parameters; {len(pre)} frame-pretraining "
-        f"epochs, then {len(joint)} joint epochs (max {t.get('epochs')}, early-stopping patience "
-        f"{t.get('patience')}); best validation accuracy {float(train.get('best_val_acc', 0)):.3f} at epoch "
-        f"{train.get('best_epoch')}; {float(train.get('seconds', 0)) / 60:.1f} min.",
+        first,
         f"AdamW, joint lr {t.get('lr')} one-cycle, batch {t.get('batch_size')}, weight decay {t.get('weight_decay')}, "
         f"label smoothing {t.get('label_smoothing')}, input noise std {t.get('noise_std')}, reconstruction "
         f"weight {t.get('recon_weight')}, augmentation {'on' if t.get('augment') else 'off'}, seed {t.get('seed')}.",
     ]
-    if pre:
+    if any(r["stage"] == "pretrain" for r in history) or train.get("pretrain_epochs_run"):
         frozen = "frozen in" if t.get("freeze_encoder") else "fine-tuned in"
         items.append(
             f"Frame pretraining: {t.get('pretrain_optimizer', 'adamw')}, lr {t.get('pretrain_lr')} "
@@ -133,21 +160,9 @@ def _training(run: Path, cfg: dict, history: list[dict], train: dict) -> list[Bl
     blocks = [Block("h2", "Training"), Block("ul", items)]
     if (run / "curves.png").exists():
         blocks.append(Block("img", [("curves.png", "training curves")]))
+        if train.get("loss"):
+            blocks.append(Block("p", f"Loss in the curves, train and validation alike: {train['loss']}."))
     return blocks
-
-
-def _train_summary(run: Path, history: list[dict]) -> dict:
-    """What train.json holds, rebuilt from history.csv and run.json (runs made by `vemo compare`)."""
-    joint = [r for r in history if r["stage"] == "joint" and r.get("val_acc")]
-    if not joint:
-        return {}
-    best = max(joint, key=lambda r: (float(r["val_acc"]), -float(r["val_loss"])))
-    return {
-        "parameters": _read_json(run / "run.json").get("parameters", 0),
-        "best_val_acc": float(best["val_acc"]),
-        "best_epoch": int(best["epoch"]),
-        "seconds": sum(float(r["seconds"]) for r in history),
-    }
 
 
 def _results(metrics: dict) -> list[Block]:
@@ -277,7 +292,7 @@ def _robustness(run: Path) -> list[Block]:
     return [Block("h2", "Robustness of this model"), Block("img", [("robustness.png", "robustness")])]
 
 
-def _limitations(data: dict, metrics: dict) -> list[Block]:
+def _limitations(data: dict, metrics: dict, cfg: dict) -> list[Block]:
     items = []
     if data.get("synthetic"):
         items.append(
@@ -299,8 +314,16 @@ def _limitations(data: dict, metrics: dict) -> list[Block]:
                 f"The test split holds {groups} groups only: expect several points of spread between "
                 "splits and seeds; prefer k-fold (`prepare.folds`) for a firmer estimate."
             )
+    p = cfg.get("prepare", {})
+    side = data.get("size", p.get("size"))
+    if data.get("kind") == "stills":
+        finder = "the images are used as framed, with no face detection of vemo's"
+    elif p.get("face") == "haar":
+        finder = "the Haar detector misses profile and dark faces (those clips fall back to a centre crop)"
+    else:
+        finder = f"no face detection (`prepare.face` {p.get('face')}): a face off the frame's centre is cut"
     items += [
-        "Grayscale 48x48 crops drop colour and fine texture; the Haar detector misses profile and dark faces.",
+        f"Grayscale {side}x{side} crops drop colour and fine texture; {finder}.",
         "Next: k-fold cross-validation over actors, audio as a second modality (CREMA-D has it), a stronger "
         "pretrained frame encoder, test-time augmentation.",
     ]
@@ -345,14 +368,14 @@ def build(run: Path, compare_dir: str | Path | None = None) -> tuple[str, list[B
     blocks = [Block("h1", title), Block("p", summary), Block("h2", "Design"), _design(cfg, data)]
     blocks += _data(data, cfg)
     history = _history(run / "history.csv")
-    blocks += _training(run, cfg, history, _read_json(run / "train.json") or _train_summary(run, history))
+    blocks += _training(run, cfg, history, _read_json(run / "train.json"))
     blocks += _results(metrics)
     compare, cdir = find_compare(run, compare_dir)
     blocks += _comparison(compare, cdir, run)
     if not compare:
         blocks += _robustness(run)
     blocks += _figures(run)
-    blocks += _limitations(data, metrics)
+    blocks += _limitations(data, metrics, cfg)
     blocks += _provenance(_read_json(run / "environment.json"))
     return title, blocks
 

@@ -1,11 +1,12 @@
-"""Data-parallel training with `torch.distributed`: N processes, each on its shard of every epoch.
+"""Data-parallel training with PyTorch's DistributedDataParallel (DDP): N processes, each on its shard.
 
-How it works (the same mechanism as PyTorch's DDP, written out so both training stages use it): every
-process builds the same model from the same seed, walks the same shuffled order and takes every N-th
-sample of it, computes gradients on its shard, and the gradients are averaged across processes
-(all-reduce) before each optimiser step, so all copies stay identical. Batch-norm running statistics
-are broadcast from rank 0 after every epoch, so validation (and early stopping) agree on every rank.
-Only rank 0 writes files. The backend is NCCL on GPUs and gloo on CPUs.
+Every process builds the same model from the same seed, walks the same shuffled order and takes every
+N-th sample of it. Each training stage wraps a small `nn.Module` whose `forward` computes everything a
+step needs (`JointObjective`, `FramePretrainer` in the trainer) in DDP, which all-reduces (averages) the
+gradients during backward, so the optimiser steps, and the weights, are the same on every process.
+Batch-norm running statistics are broadcast from rank 0 after every epoch (`sync_buffers`), so
+validation and early stopping agree on every rank; only rank 0 writes files. The backend is NCCL on
+GPUs and gloo on CPUs.
 
 Launch: `vemo train --devices N` starts N local processes; for several machines, start vemo under
 `torchrun --nnodes M --nproc-per-node N ... -m vemo.cli train ...` (or SLURM's srun with the same
@@ -84,14 +85,33 @@ def device_for(d: Dist, choice: str = "auto") -> torch.device:
     return torch.device(f"cuda:{d.local_rank}") if _uses_cuda(choice) else torch.device("cpu")
 
 
-def average_gradients(params, d: Dist) -> None:
-    """All-reduce and average the gradients of `params` across processes (no-op when alone)."""
+def data_parallel(module: nn.Module, d: Dist, device: torch.device, idle=()) -> nn.Module:
+    """`module` wrapped in DistributedDataParallel when several processes train; `module` itself alone.
+
+    DDP syncs the parameters that require grad when it is built, and each of them must get a gradient
+    in every backward pass (or DDP waits for it): `idle` names parameters that this module's `forward`
+    never uses in this stage (the LSTM during frame pretraining, an unused decoder). They are left out
+    by switching their `requires_grad` off while DDP is built, then back on, which is cheaper and
+    stricter than `find_unused_parameters=True` (an extra graph traversal every step, and a silently
+    unused parameter would no longer be an error). Frozen parameters (requires_grad False) are ignored
+    by DDP anyway. Buffers are not broadcast before every forward (`broadcast_buffers=False`): even then
+    the last step of an epoch would leave them differing across ranks, so `sync_buffers` sends rank 0's
+    once per epoch instead, which gives the same statistics.
+    """
     if not d.active:
-        return
-    for p in params:
-        if p.grad is not None:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad /= d.world
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    idle = [p for p in idle if p.requires_grad]
+    for p in idle:
+        p.requires_grad_(False)
+    try:
+        return DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+        )
+    finally:
+        for p in idle:
+            p.requires_grad_(True)
 
 
 def sync_buffers(model: nn.Module, d: Dist) -> None:

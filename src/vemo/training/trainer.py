@@ -1,7 +1,7 @@
 """`vemo train`: frame pretraining (encoder + autoencoder), then joint training on clips.
 
 Plain PyTorch rather than Lightning, so the two-stage schedule, the per-clip reconstruction subset,
-resume and data-parallel gradient averaging stay explicit. `train()` reads top to bottom: set up a
+resume and data-parallel training (DDP) stay explicit. `train()` reads top to bottom: set up a
 `Run` (data, model, resumed `TrainState`), the pretraining stage, freeze, the joint stage.
 
 Stage 1 (`pretrain_epochs`): the frame encoder learns from single frames: a throw-away linear
@@ -15,13 +15,11 @@ loss), best and last checkpoints, history as CSV and PNG.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,32 +29,19 @@ from torch import nn
 from tqdm import tqdm
 
 from vemo import __version__
+from vemo.checkpoint import Checkpoint, init_from
 from vemo.config import Config
 from vemo.data.augment import augment_clips, random_erase
 from vemo.data.loader import expand_batch, iterate, load_split, model_inputs, normalize
 from vemo.data.prepare import Prepared
-from vemo.io import write_json, write_text
 from vemo.models.registry import count_parameters, model_from_config, to_channels_last
-from vemo.provenance import environment
-from vemo.training.checkpoint import atomic_save, init_from
-from vemo.training.distributed import Dist, agree, average_gradients, device_for, setup, sync_buffers
+from vemo.training.distributed import Dist, agree, data_parallel, device_for, setup, sync_buffers
+from vemo.training.run_folder import LOSS_MEANING, write_run_records
 
 ALONE = Dist()
 # where a run executes: a resumed run may change these (floating-point sums then differ in the last bits)
 MACHINE_ONLY = {"train": ("threads", "device"), "prepare": ("workers", "cache_dir")}
 CPU = torch.device("cpu")
-
-HISTORY_FIELDS = (
-    "stage",
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "recon_loss",
-    "lr",
-    "seconds",
-)
 
 
 def _check_train_config(cfg: Config) -> None:
@@ -94,6 +79,12 @@ class TrainResult:
     parameters: int
     processes: int = 1
     weights_sha256: str = ""  # of the final weights: equal on every process of a data-parallel run
+    best_val_loss: float | None = None
+    stopped: str = ""  # why the joint stage ended: "early stopping", "time budget" or "all epochs"
+    pretrain_epochs_run: int = 0
+    pretrain_seconds: float = 0.0  # training passes of each stage (validation excluded), from history
+    joint_seconds: float = 0.0
+    loss: str = LOSS_MEANING  # what history's train_loss and val_loss are
 
 
 def _inputs(xb: torch.Tensor, stats: dict, cfg: Config, gen: torch.Generator, train: bool):
@@ -120,9 +111,45 @@ def _frames(clips: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
     return clips.reshape(-1, *clips.shape[2:])[pick]
 
 
-def _recon_loss(model: nn.Module, codes: torch.Tensor, clean: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
-    """Reconstruction MSE of the picked frames; `codes` are those frames' codes (N, D)."""
-    return F.mse_loss(model.reconstruct(codes).squeeze(1), _frames(clean, pick))
+def _recon_loss(model: nn.Module, codes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Reconstruction MSE of frames `targets` (N, S, S) from their codes (N, D)."""
+    return F.mse_loss(model.reconstruct(codes).squeeze(1), targets)
+
+
+class JointObjective(nn.Module):
+    """What one joint step computes, as one module so that DDP can wrap it: clip logits, and the
+    reconstruction MSE of the frames `pick` (flat indices into B*T) when given. The reconstruction
+    decodes codes from the same forward pass (`model.reconstruct`, not `model.forward`); inside this
+    `forward`, DDP sees the decoder's parameters take part in the step like every other one."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, noisy: torch.Tensor, clean: torch.Tensor, pick: torch.Tensor | None = None):
+        out = self.model(noisy)
+        rec = None if pick is None else _recon_loss(self.model, _frames(out.codes, pick), _frames(clean, pick))
+        return out.logits, rec
+
+
+class FramePretrainer(nn.Module):
+    """What one frame-pretraining step computes, as one module so that DDP can wrap it: the throw-away
+    `probe`'s logits on the codes of `frames` (N, S, S), and, when `targets` (M <= N clean frames) are
+    given, the reconstruction MSE of the first M frames from their codes. `model.encode_frames` and
+    `model.reconstruct` bypass `model.forward`, so DDP would not see them unless called from here."""
+
+    def __init__(self, model: nn.Module, probe: nn.Module):
+        super().__init__()
+        self.model, self.probe = model, probe
+
+    def forward(self, frames: torch.Tensor, targets: torch.Tensor | None = None):
+        codes = self.model.encode_frames(frames)
+        rec = None if targets is None else _recon_loss(self.model, codes[: len(targets)], targets)
+        return self.probe(codes), rec
+
+    def idle(self) -> list:
+        """Parameters pretraining leaves alone (the temporal head): DDP must not wait for their gradients."""
+        return [p for n, p in self.model.named_parameters() if n.startswith("temporal.")]
 
 
 def _row(stage: str, epoch: int, loss: float, acc: float, recon, lr: float, start: float) -> dict:
@@ -138,12 +165,12 @@ def _row(stage: str, epoch: int, loss: float, acc: float, recon, lr: float, star
     }
 
 
-def optimizer_step(loss: torch.Tensor, opt, sched, params: list, d: Dist = ALONE, clip: float = 0.0) -> None:
-    """The one update rule of both stages: backward, average gradients across processes, optionally
-    clip their norm (over `params`, the parameters this stage trains), step the optimiser and schedule."""
+def optimizer_step(loss: torch.Tensor, opt, sched, params: list, clip: float = 0.0) -> None:
+    """The one update rule of both stages: backward (under DDP, that averages the gradients across
+    processes), optionally clip their norm (over `params`, the parameters this stage trains), step the
+    optimiser and schedule."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    average_gradients(params, d)
     if clip:
         nn.utils.clip_grad_norm_(params, clip)
     opt.step()
@@ -152,7 +179,20 @@ def optimizer_step(loss: torch.Tensor, opt, sched, params: list, d: Dist = ALONE
 
 
 def pretrain_epoch(
-    model, probe, opt, sched, x, y, stats, cfg: Config, gen, epoch: int, progress: bool, d: Dist = ALONE, device=CPU
+    model,
+    probe,
+    opt,
+    sched,
+    x,
+    y,
+    stats,
+    cfg: Config,
+    gen,
+    epoch: int,
+    progress: bool,
+    d: Dist = ALONE,
+    device=CPU,
+    step: nn.Module | None = None,
 ) -> dict:
     """Stage 1, one epoch: train the frame encoder (and the autoencoder, if any) on single frames.
 
@@ -163,7 +203,12 @@ def pretrain_epoch(
     mostly label noise, which stalls a frame classifier. A clip of T frames costs T encoder passes per
     joint step but carries one label, so an encoder learns far faster from frames; the sequence model
     then starts from useful features instead of noise. Stills datasets train on the stills themselves.
+    `step`: the stage's `FramePretrainer` of `model` and `probe`, in DDP when several processes train
+    (built here when not given).
     """
+    if step is None:
+        step = FramePretrainer(model, probe)
+        step = data_parallel(step, d, device, idle=step.idle())
     model.train()
     use_ae = model.has_autoencoder
     start, ce_sum, rec_sum, correct, n = time.time(), 0.0, 0.0, 0, 0
@@ -181,24 +226,31 @@ def pretrain_epoch(
         yb = yb.to(device)
         b, t = clean.shape[:2]
         pick = _pick_frames(b, t, cfg.train.pretrain_frames, gen, first=int(cfg.train.pretrain_from * t))
-        codes = model.encode_frames(_frames(noisy, pick))
+        m = max(1, round(cfg.train.recon_fraction * len(pick)))  # picks are random: any m of them will do
+        logits, rec = step(_frames(noisy, pick), _frames(clean, pick[:m]) if use_ae else None)
         labels = yb.repeat_interleave(len(pick) // b)
-        logits = probe(codes)
         ce = F.cross_entropy(logits, labels, label_smoothing=cfg.train.label_smoothing)
         loss = ce
         if use_ae:
-            m = max(1, round(cfg.train.recon_fraction * len(pick)))  # picks are random: any m of them will do
-            rec = _recon_loss(model, codes[:m], clean, pick[:m])
             loss = loss + cfg.train.recon_weight * rec
             rec_sum += rec.item() * len(pick)
-        optimizer_step(loss, opt, sched, params, d)
-        ce_sum += ce.item() * len(pick)
+        optimizer_step(loss, opt, sched, params)
+        ce_sum += _plain_ce(ce, logits, labels, cfg) * len(pick)  # history's train_loss: as val_loss
         correct += (logits.argmax(1) == labels).sum().item()
         n += len(pick)
         bar.set_postfix(ce=f"{ce_sum / n:.3f}", acc=f"{correct / n:.3f}")
     return _row(
         "pretrain", epoch, ce_sum / n, correct / n, rec_sum / n if use_ae else "", opt.param_groups[0]["lr"], start
     )
+
+
+def _plain_ce(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, cfg: Config, extra: bool = False) -> float:
+    """The batch's plain cross-entropy, what history records as train_loss so that it is the same
+    quantity as val_loss: `loss` itself when it is that (no label smoothing, no `extra` reconstruction
+    term in it), else recomputed from the logits without either."""
+    if cfg.train.label_smoothing or extra:
+        return F.cross_entropy(logits.detach(), y).item()
+    return loss.item()
 
 
 def joint_epoch(
@@ -215,12 +267,17 @@ def joint_epoch(
     progress: bool,
     d: Dist = ALONE,
     device=CPU,
+    step: nn.Module | None = None,
 ) -> dict:
-    """Stage 2, one epoch: cross-entropy on clips + weighted reconstruction of a few frames per clip."""
+    """Stage 2, one epoch: cross-entropy on clips + weighted reconstruction of a few frames per clip.
+    `step`: the stage's `JointObjective` of `model`, in DDP when several processes train (built here
+    when not given)."""
+    use_ae = model.has_autoencoder and cfg.train.recon_weight > 0
+    if step is None:
+        step = joint_objective(model, cfg, d, device)
     model.train()
     if cfg.train.freeze_encoder and model.has_frame_encoder:
         model.encoder.eval()  # frozen: batch-norm statistics stay those of pretraining
-    use_ae = model.has_autoencoder and cfg.train.recon_weight > 0
     t0, total, correct, rec_total, n = time.time(), 0.0, 0, 0.0, 0
     params = [p for group in opt.param_groups for p in group["params"]]
     bar = tqdm(
@@ -233,19 +290,25 @@ def joint_epoch(
     for xb, yb in bar:
         clean, noisy = (v.to(device) for v in _inputs(expand_batch(xb, frames, gen), stats, cfg, gen, train=True))
         yb = yb.to(device)
-        out_ = model(noisy)
-        loss = F.cross_entropy(out_.logits, yb, label_smoothing=cfg.train.label_smoothing)
+        pick = _pick_frames(*clean.shape[:2], cfg.train.recon_frames, gen) if use_ae else None
+        logits, rec = step(noisy, clean, pick)
+        loss = F.cross_entropy(logits, yb, label_smoothing=cfg.train.label_smoothing)
         if use_ae:
-            pick = _pick_frames(*clean.shape[:2], cfg.train.recon_frames, gen)
-            rec = _recon_loss(model, _frames(out_.codes, pick), clean, pick)
             loss = loss + cfg.train.recon_weight * rec
             rec_total += rec.item() * len(yb)
-        optimizer_step(loss, opt, sched, params, d, clip=5.0)  # params: what this stage trains
-        total += loss.item() * len(yb)
-        correct += (out_.logits.argmax(1) == yb).sum().item()
+        optimizer_step(loss, opt, sched, params, clip=5.0)  # params: what this stage trains
+        total += _plain_ce(loss, logits, yb, cfg, use_ae) * len(yb)  # history's train_loss: as val_loss
+        correct += (logits.argmax(1) == yb).sum().item()
         n += len(yb)
         bar.set_postfix(loss=f"{total / n:.3f}", acc=f"{correct / n:.3f}")
     return _row("joint", epoch, total / n, correct / n, rec_total / n if use_ae else "", sched.get_last_lr()[0], t0)
+
+
+def joint_objective(model: nn.Module, cfg: Config, d: Dist = ALONE, device=CPU) -> nn.Module:
+    """The joint stage's `JointObjective`, in DDP when several processes train. A decoder that the
+    stage does not use (`recon_weight` 0) is idle: DDP must not wait for its gradients."""
+    idle = [] if cfg.train.recon_weight > 0 or not model.has_autoencoder else list(model.decoder.parameters())
+    return data_parallel(JointObjective(model), d, device, idle=idle)
 
 
 def _loss_and_accuracy(logits_of, x, y, batch_size: int) -> tuple[float, float]:
@@ -303,15 +366,6 @@ def pretrain_optimizer(params: list, cfg: Config, steps_per_epoch: int):
     return opt, None
 
 
-def _write_history(rows: list[dict], out: Path) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    write_text(out / "history.csv", buf.getvalue())
-
-
 @dataclass
 class TrainState:
     """What resume restores besides weights, optimiser and RNG: where training stopped (the last
@@ -344,7 +398,7 @@ class Run:
     stats: dict
     data: dict[str, torch.Tensor]  # x_train, y_train (stills unexpanded), x_val, y_val
     state: TrainState
-    saved: dict | None  # the resumed last.pt (optimiser, scheduler and RNG states), None on a fresh start
+    saved: Checkpoint | None  # the resumed last.pt (optimiser, scheduler, RNG states), None on a fresh start
     log: object
     progress: bool
     started: float = 0.0
@@ -354,7 +408,7 @@ class Run:
         """RNG states as the interrupted run saved them, once, right before the first epoch after resume."""
         if self.saved is None or self.rng_restored:
             return
-        r, self.rng_restored = self.saved["resume"], True
+        r, self.rng_restored = self.saved.resume, True
         self.gen.set_state(r["generator"])
         torch.set_rng_state(r["torch_rng"])
         if torch.cuda.is_available() and r.get("cuda_rng"):
@@ -363,7 +417,7 @@ class Run:
     def record(self, row: dict) -> None:
         self.state.history.append(row)
         if self.d.main:
-            _write_history(self.state.history, self.out)
+            write_run_records(self.out, history=self.state.history)
 
     def save_last(self, stage: str, epoch: int, opt, sched, probe, val_acc: float) -> None:
         """last.pt: the weights and everything resume needs, after every epoch (rank 0, atomically)."""
@@ -372,7 +426,7 @@ class Run:
             return
         s = self.state
         ckpt = _checkpoint(self.model, self.cfg, self.prepared, self.stats, epoch, val_acc)
-        ckpt["resume"] = {
+        ckpt.resume = {
             "stage": stage,
             "epoch": epoch,
             "optimizer": opt.state_dict(),
@@ -387,34 +441,34 @@ class Run:
             "history": s.history,
             "elapsed": time.time() - self.started,
         }
-        atomic_save(ckpt, self.out / "last.pt")
+        ckpt.save(self.out / "last.pt")
 
 
-def _checkpoint(model, cfg: Config, prepared: Prepared, stats: dict, epoch: int, val_acc: float) -> dict:
-    return {
-        "model": model.state_dict(),
-        "config": cfg.to_dict(),
-        "labels": prepared.labels,
-        "stats": stats,
-        "kind": prepared.kind,
-        "epoch": epoch,
-        "val_acc": val_acc,
-        "vemo_version": __version__,
-    }
+def _checkpoint(model, cfg: Config, prepared: Prepared, stats: dict, epoch: int, val_acc: float) -> Checkpoint:
+    return Checkpoint(
+        weights=model.state_dict(),
+        config=cfg,
+        labels=list(prepared.labels),
+        stats=stats,
+        kind=prepared.kind,
+        epoch=epoch,
+        val_acc=val_acc,
+        vemo_version=__version__,
+    )
 
 
-def _load_resume(out: Path, cfg: Config, log) -> dict | None:
+def _load_resume(out: Path, cfg: Config, log) -> Checkpoint | None:
     """The resume state in out/last.pt, or None when there is none (a fresh start)."""
-    from vemo.training.checkpoint import CheckpointError, load_checkpoint
+    from vemo.checkpoint import CheckpointError, load_checkpoint
 
     path = out / "last.pt"
     if not path.exists():
         log(f"resume: no {path} yet, starting from scratch")
         return None
     ckpt = load_checkpoint(path)
-    if "resume" not in ckpt:
+    if ckpt.resume is None:
         raise CheckpointError(f"{path} holds no resume state (written by an older vemo?)")
-    saved, now = ckpt["config"], cfg.to_dict()
+    saved, now = ckpt.config.to_dict(), cfg.to_dict()
     diffs = [
         f"{sec}.{k}"
         for sec in now
@@ -433,8 +487,8 @@ def _load_resume(out: Path, cfg: Config, log) -> dict | None:
     return ckpt
 
 
-def _state_from(saved: dict) -> TrainState:
-    r = saved["resume"]
+def _state_from(saved: Checkpoint) -> TrainState:
+    r = saved.resume
     return TrainState(r["stage"], r["epoch"], tuple(r["best"]), r["best_epoch"], r["stale"], r["history"], r["elapsed"])
 
 
@@ -444,9 +498,7 @@ def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resu
     out.mkdir(parents=True, exist_ok=True)
     # Record the preprocessing the data really had (a cache may come from `--data` with other settings),
     # so the checkpoint describes its inputs and evaluation re-prepares the same frames and split.
-    for key, value in prepared.manifest["settings"].items():
-        if key not in ("workers", "cache_dir") and hasattr(cfg.prepare, key):
-            setattr(cfg.prepare, key, value)
+    prepared.apply_preprocessing(cfg)
     d = setup(cfg.train.device)
     device = device_for(d, cfg.train.device)
     if not d.main:
@@ -458,7 +510,7 @@ def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resu
     x_va, y_va = load_split(prepared, "val")
     if len(x_tr) == 0 or len(x_va) == 0:
         raise ValueError(f"train and val splits must be non-empty (train {len(x_tr)}, val {len(x_va)})")
-    model = model_from_config(cfg.model, len(prepared.labels), prepared.manifest["settings"]["size"])
+    model = model_from_config(cfg.model, len(prepared.labels), prepared.settings.size)
     if cfg.train.init_from and saved is None:  # a resumed run restores its own weights below
         init_from(model, cfg.train.init_from, log)
     untrained_encoder = cfg.train.pretrain_epochs == 0 and not cfg.train.init_from
@@ -471,18 +523,17 @@ def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resu
     if cfg.train.channels_last:
         model = to_channels_last(model)
     if d.main:
-        cfg.save(out / "config.yaml")
-        write_json(out / "environment.json", environment(prepared.path / "manifest.json"))
+        write_run_records(out, config=cfg, data_manifest=prepared.path / "manifest.json")
     where = f"; {d.world} processes" if d.active else ""
     n = count_parameters(model)
     log(f"model {cfg.model.name} ({n / 1e6:.2f}M parameters); train {len(x_tr)} clips, val {len(x_va)}{where}")
     state = TrainState()
     if saved is not None:
-        model.load_state_dict(saved["model"])
+        model.load_state_dict(saved.weights)
         state = _state_from(saved)
         log(f"resuming after {state.stage} epoch {state.epoch} ({state.elapsed / 60:.1f} min trained so far)")
     data = {"x_train": x_tr, "y_train": y_tr, "x_val": x_va, "y_val": y_va}
-    run = Run(cfg, prepared, out, model.to(device), d, device, gen, dict(prepared.manifest["stats"]), data, state,
+    run = Run(cfg, prepared, out, model.to(device), d, device, gen, prepared.stats, data, state,
               saved, log, progress)  # fmt: skip
     run.started = time.time() - state.elapsed
     return run
@@ -503,17 +554,19 @@ def pretrain_stage(run: Run) -> None:
     )
     first = 1
     if run.state.stage == "pretrain":
-        r = run.saved["resume"]
+        r = run.saved.resume
         probe.load_state_dict(r["probe"])
         opt.load_state_dict(r["optimizer"])
         if sched is not None:
             sched.load_state_dict(r["scheduler"])
         first = run.state.epoch + 1
+    step = FramePretrainer(model, probe)
+    step = data_parallel(step, d, run.device, idle=step.idle())  # one DDP wrapper for the whole stage
     run.restore_rng()
     for epoch in range(first, cfg.train.pretrain_epochs + 1):
         row = pretrain_epoch(
             model, probe, opt, sched, data["x_train"], data["y_train"], run.stats, cfg, run.gen, epoch, run.progress,
-            d, run.device,
+            d, run.device, step,
         )  # fmt: skip
         sync_buffers(model, d)
         val_loss, val_acc = validate_probe(
@@ -549,18 +602,19 @@ def joint_stage(run: Run) -> int:
     )
     first = 1
     if state.stage == "joint":
-        opt.load_state_dict(run.saved["resume"]["optimizer"])
-        sched.load_state_dict(run.saved["resume"]["scheduler"])
+        opt.load_state_dict(run.saved.resume["optimizer"])
+        sched.load_state_dict(run.saved.resume["scheduler"])
         first = state.epoch + 1
     run.restore_rng()
     if state.stale >= cfg.train.patience:
         return state.epoch  # the interrupted run had already stopped early
-    frames = run.prepared.manifest["settings"]["frames"]
+    step = joint_objective(model, cfg, d, run.device)  # one DDP wrapper for the whole stage
+    frames = run.prepared.settings.frames
     joint_start, epoch = time.time(), first - 1
     for epoch in range(first, cfg.train.epochs + 1):
         row = joint_epoch(
             model, opt, sched, data["x_train"], data["y_train"], run.stats, cfg, run.gen, epoch, frames,
-            run.progress, d, run.device,
+            run.progress, d, run.device, step,
         )  # fmt: skip
         sync_buffers(model, d)
         val_loss, val_acc = validate(model, data["x_val"], data["y_val"], run.stats, cfg, run.device)
@@ -570,7 +624,7 @@ def joint_stage(run: Run) -> int:
         if improved:
             state.best, state.best_epoch, state.stale = (val_acc, val_loss), epoch, 0
             if d.main:
-                atomic_save(_checkpoint(model, cfg, run.prepared, run.stats, epoch, val_acc), run.out / "best.pt")
+                _checkpoint(model, cfg, run.prepared, run.stats, epoch, val_acc).save(run.out / "best.pt")
         else:
             state.stale += 1
         run.log(
@@ -610,15 +664,24 @@ def train(
     if cfg.train.freeze_encoder and model.has_frame_encoder:
         freeze(model.encoder)
     last_epoch = joint_stage(run)
-    if run.d.main:
-        from vemo.reporting.plots import plot_curves
-
-        plot_curves(run.out / "history.csv", run.out / "curves.png")
-    s = run.state
-    return TrainResult(
+    s, t = run.state, cfg.train
+    # joint_stage ends on patience, on the time budget, or after the last epoch (it logs which)
+    stopped = "early stopping" if s.stale >= t.patience else "time budget" if last_epoch < t.epochs else "all epochs"
+    seconds = {
+        stage: [float(r["seconds"]) for r in s.history if r["stage"] == stage] for stage in ("pretrain", "joint")
+    }
+    result = TrainResult(
         run.out / "best.pt", s.best_epoch, s.best[0], last_epoch, time.time() - run.started, count_parameters(model),
         run.d.world, _weights_sha(model),
+        best_val_loss=s.best[1] if math.isfinite(s.best[1]) else None,
+        stopped=stopped,
+        pretrain_epochs_run=len(seconds["pretrain"]),
+        pretrain_seconds=sum(seconds["pretrain"]),
+        joint_seconds=sum(seconds["joint"]),
     )  # fmt: skip
+    if run.d.main:
+        write_run_records(run.out, history=s.history, summary=asdict(result))
+    return result
 
 
 def _weights_sha(model: nn.Module) -> str:

@@ -1,9 +1,14 @@
-"""Checkpoints: written atomically, read without executing code.
+"""Checkpoints: a model with what it needs to be used, written atomically, read without executing code.
 
-A checkpoint holds only tensors and plain values (config as a dict, label names, normalisation
+A checkpoint file holds only tensors and plain values (config as a dict, label names, normalisation
 statistics), so `torch.load(weights_only=True)` can read it: a checkpoint from a stranger cannot run
 code on load. Writes go to a temporary file that is fsynced and renamed, so a crash mid-write never
 leaves a truncated file under the real name.
+
+In memory a checkpoint is a typed `Checkpoint` (`load_checkpoint`, the one loader): weights, a
+`vemo.config.Config`, labels, statistics, calibration, resume state. Evaluation, predict, export,
+serve, the CLI and training all read it through this module; `Checkpoint.to_dict` gives back the file's
+plain-value layout for `atomic_save`.
 """
 
 from __future__ import annotations
@@ -11,13 +16,15 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from vemo.config import config_from_dict
+from vemo.config import Config, ConfigError, PrepareConfig, config_from_dict, copy_preprocessing
 from vemo.data.video import LFS_MAGIC
 from vemo.io import atomic_write
 from vemo.models.registry import model_from_config
@@ -31,7 +38,7 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS = Path(__file__).resolve().parent / "weights"
 # name -> file in vemo/weights (see MODEL_CARD.md; the fast one MODEL_CARD_fast.md)
 SHIPPED = {"default": "fer2013_cnn_ae_lstm.pt", "fast": "fer2013_fast.pt"}
 
@@ -95,17 +102,136 @@ def _check_fields(ckpt: Any, path: Path) -> None:
         raise CheckpointError(f"{path}: not a vemo checkpoint (missing 'model' or 'config')")
     expected = {"model": (dict, "mapping"), "config": (dict, "mapping"), "labels": ((list, tuple), "list")}
     expected["stats"] = (dict, "mapping")
+    optional = {"calibration": (dict, "mapping"), "resume": (dict, "mapping")}  # absent or None: not there
     problems = [
         f"'{key}' is missing" if key not in ckpt else f"'{key}' is a {type(ckpt[key]).__name__}, not a {name}"
         for key, (kind, name) in expected.items()
         if not isinstance(ckpt.get(key), kind)
+    ] + [
+        f"'{key}' is a {type(ckpt[key]).__name__}, not a {name}"
+        for key, (kind, name) in optional.items()
+        if ckpt.get(key) is not None and not isinstance(ckpt[key], kind)
     ]
     if problems:
         raise CheckpointError(f"{path}: not a usable vemo checkpoint: {'; '.join(problems)}")
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint's contents, read without running code and without inflating beyond its size; raises
+# Keys of the file that `Checkpoint` has a field for (the rest goes to `extra`, and back on save).
+_FIELDS = {
+    "model": "weights",
+    "config": "config",
+    "labels": "labels",
+    "stats": "stats",
+    "kind": "kind",
+    "epoch": "epoch",
+    "val_acc": "val_acc",
+    "vemo_version": "vemo_version",
+    "calibration": "calibration",
+    "shipped_from": "shipped_from",
+    "resume": "resume",
+}
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint. `weights` is the model's state dict, `config` the full training config
+    (upgraded to this vemo: keys added since take what the older code did), `labels` the output classes
+    in order, `stats` the input normalisation (mean, std), `calibration` what `vemo calibrate` fitted
+    (None: never calibrated), `resume` the interrupted run's state (last.pt only). `kind` ("clips" or
+    "stills"), `epoch`, `val_acc`, `vemo_version` and `shipped_from` are None where the file lacks them;
+    any other key the file has is kept in `extra` and written back by `to_dict`."""
+
+    weights: dict[str, torch.Tensor]
+    config: Config
+    labels: list[str]
+    stats: dict[str, float]
+    calibration: dict[str, Any] | None = None
+    resume: dict[str, Any] | None = None
+    kind: str | None = None
+    epoch: int | None = None
+    val_acc: float | None = None
+    vemo_version: str | None = None
+    shipped_from: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # the file it was loaded from (None: built in memory)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: Path | None = None) -> Checkpoint:
+        """A checkpoint from the plain values of a file (checked by `load_checkpoint` first)."""
+        where = path or "checkpoint"
+        try:
+            config = config_from_dict(dict(data["config"]))
+        except ConfigError as err:
+            raise CheckpointError(f"{where}: its config does not fit this vemo ({_first_line(err)})") from err
+        values = {attr: data[key] for key, attr in _FIELDS.items() if key in data and key != "config"}
+        values["labels"] = list(values["labels"])
+        extra = {k: v for k, v in data.items() if k not in _FIELDS}
+        return cls(config=config, extra=extra, path=path, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's layout: plain values and tensors only (readable with weights_only=True); optional
+        fields that are None are left out, as they always were."""
+        out: dict[str, Any] = {}
+        for key, attr in _FIELDS.items():
+            value = getattr(self, attr)
+            if key == "config":
+                value = self.config.to_dict()
+            elif key == "labels":
+                value = list(value)
+            if value is not None:
+                out[key] = value
+        return {**out, **self.extra}
+
+    def save(self, path: str | Path) -> None:
+        """Write `to_dict()` atomically to `path`."""
+        atomic_save(self.to_dict(), path)
+
+    @property
+    def temperature(self) -> float:
+        """The softmax temperature fitted on the validation split (`vemo calibrate`); 1.0 when never fitted."""
+        return float((self.calibration or {}).get("temperature", 1.0))
+
+    @property
+    def frame_size(self) -> int:
+        """S: the model takes S x S frames."""
+        return self.config.prepare.size
+
+    @property
+    def frames(self) -> int:
+        """T: frames per clip the model was trained on."""
+        return self.config.prepare.frames
+
+    @property
+    def preprocessing(self) -> PrepareConfig:
+        """How the model's training clips were made (and which split was held out)."""
+        return self.config.prepare
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model.name
+
+    def build_model(self) -> nn.Module:
+        """The architecture the checkpoint describes, with its weights loaded, in eval mode."""
+        cfg = self.config
+        model = model_from_config(cfg.model, len(self.labels), cfg.prepare.size)
+        try:
+            model.load_state_dict(self.weights)
+        except RuntimeError as err:
+            raise CheckpointError(
+                f"checkpoint weights do not fit the {cfg.model.name!r} architecture it names: {str(err)[:300]}"
+            ) from err
+        return model.eval()
+
+    def apply_preprocessing(self, cfg: Config | PrepareConfig, keep: Iterable[str] = ()) -> PrepareConfig:
+        """Copy the model's preprocessing and split settings (frames, size, face finder, detect_frames,
+        margin, dataset, root, split, ...) into `cfg`, so data is prepared as the model's training data
+        was. Machine-only keys (workers, cache_dir) and the keys in `keep` (what the caller chose
+        explicitly) stay the caller's. Returns the updated prepare section."""
+        return copy_preprocessing(self.config.prepare, cfg, keep)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """A checkpoint, read without running code and without inflating beyond its size; raises
     CheckpointError (one line naming the file) for anything that is not a usable vemo checkpoint."""
     path = resolve_checkpoint(path)
     if not path.is_file():
@@ -123,7 +249,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {_first_line(err)})"
         ) from err
     _check_fields(ckpt, path)
-    return _upgrade(ckpt, path)
+    return Checkpoint.from_dict(_upgrade(ckpt, path), path)
 
 
 OLD_ENCODER_NAME = re.compile(r"^encoder\.\d+\.")  # vemo <= 0.2: encoder layers by index, not by name
@@ -145,24 +271,6 @@ def _upgrade(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def temperature_of(ckpt: dict[str, Any]) -> float:
-    """The softmax temperature fitted on the validation split (`vemo calibrate`); 1.0 when never fitted."""
-    return float((ckpt.get("calibration") or {}).get("temperature", 1.0))
-
-
-def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
-    """Rebuild the architecture the checkpoint describes and load its weights."""
-    cfg = config_from_dict(ckpt["config"])
-    model = model_from_config(cfg.model, len(ckpt["labels"]), cfg.prepare.size)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"checkpoint weights do not fit the {cfg.model.name!r} architecture it names: {str(err)[:300]}"
-        ) from err
-    return model.eval()
-
-
 def init_from(model: nn.Module, source: str | Path, log=print) -> None:
     """Copy into `model` every weight of checkpoint `source` whose name and shape match (fine-tuning, or
     another training cycle of the same model); the rest keeps its fresh initialisation and is named.
@@ -170,7 +278,7 @@ def init_from(model: nn.Module, source: str | Path, log=print) -> None:
     start from scratch."""
     ckpt = load_checkpoint(source)
     own = model.state_dict()
-    taken = {k: v for k, v in ckpt["model"].items() if k in own and own[k].shape == v.shape}
+    taken = {k: v for k, v in ckpt.weights.items() if k in own and own[k].shape == v.shape}
     if not taken:
         raise CheckpointError(f"train.init_from {source}: none of its weights fit this model (other architecture)")
     model.load_state_dict(taken, strict=False)
@@ -179,13 +287,13 @@ def init_from(model: nn.Module, source: str | Path, log=print) -> None:
     log(f"initialised {len(taken)} of {len(own)} weight tensors from {source}{tail}")
 
 
-def ship_checkpoint(src: str | Path, out: str | Path):
+def ship_checkpoint(src: str | Path, out: str | Path) -> Checkpoint:
     """A checkpoint for distribution: weights, config, labels, statistics and calibration only (no
     optimiser or RNG state). The weights are loaded into their architecture first, so a checkpoint
     that does not fit is refused rather than shipped."""
     ckpt = load_checkpoint(src)
-    model_from_checkpoint(ckpt)
-    ckpt.pop("resume", None)
-    ckpt["shipped_from"] = Path(src).name
-    atomic_save(ckpt, out)
+    ckpt.build_model()
+    ckpt.resume = None
+    ckpt.shipped_from = Path(src).name
+    ckpt.save(out)
     return ckpt
