@@ -15,7 +15,7 @@ import csv
 from pathlib import Path
 
 import vemo
-from vemo.data.records import canonical_label
+from vemo.data.sources.records import canonical_label
 
 VOTE = {"A": "angry", "D": "disgust", "F": "fear", "H": "happy", "N": "neutral", "S": "sad"}
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vemo.data.face import detect_all
+from vemo.data.preprocessing.face import detect_all
 
 UP, PAD = 4, 96  # 48 -> 192 pixels, then 96 pixels of replicated border on each side
 
@@ -49,7 +49,7 @@ def framing_sheet(fer_root: Path, clips: Path, png: Path, margin: float) -> None
     from matplotlib.figure import Figure
 
     from vemo.config import PrepareConfig
-    from vemo.data.prepare import process_clip
+    from vemo.data.loading.prepare import process_clip
 
     fer = [cv2.imread(str(sorted((fer_root / c).glob("*.jpg"))[0]), cv2.IMREAD_GRAYSCALE)
            for c in sorted(d.name for d in fer_root.iterdir() if d.is_dir())]  # fmt: skip

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from vemo.config import PrepareConfig
-from vemo.data.prepare import prepare
+from vemo.data.loading.prepare import prepare
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "crema-d-sample"
 

@@ -46,7 +46,7 @@ def _peak_mb() -> float:
 
 def _prepare(root: str, cache: str) -> tuple[float, float, int]:
     from vemo.config import PrepareConfig
-    from vemo.data.prepare import prepare
+    from vemo.data.loading.prepare import prepare
 
     start = time.perf_counter()
     cfg = PrepareConfig(dataset="folder", root=root, cache_dir=cache, workers=1)
@@ -55,7 +55,7 @@ def _prepare(root: str, cache: str) -> tuple[float, float, int]:
 
 
 def _decode_whole(path: str) -> tuple[float, float, int]:
-    from vemo.data.video import decode_gray
+    from vemo.data.sources.video import decode_gray
 
     start = time.perf_counter()
     frames = decode_gray(path)

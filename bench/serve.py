@@ -40,7 +40,7 @@ def a_clip(folder: Path) -> Path:
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import write_video
     from vemo.config import Config
-    from vemo.data.synth import render_clip
+    from vemo.data.synth.render import render_clip
 
     return write_video(folder / "face.mp4", list(render_clip(Config().synth, 1001, "IEO", "HAP", "HI")), fps=15)
 

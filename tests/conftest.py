@@ -32,7 +32,7 @@ def tiny_synth_config(**kw) -> SynthConfig:
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory) -> Path:
     """4 actors x 6 emotions x 1 sentence x 1 level = 24 short synthetic clips."""
-    from vemo.data.synth import synthesize
+    from vemo.data.synth.dataset import synthesize
 
     root = tmp_path_factory.mktemp("synth")
     synthesize(root, tiny_synth_config(), workers=1, progress=False)

@@ -16,7 +16,7 @@ import pytest
 import vemo
 from conftest import REPO, write_video
 from test_predict import LABELS, face_frames, save_tiny_checkpoint
-from vemo.data.video import ClipError
+from vemo.data.sources.video import ClipError
 from vemo.predict.run import Predictor
 
 P_COLUMNS = [f"p_{lab}" for lab in LABELS]

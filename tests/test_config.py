@@ -59,3 +59,17 @@ def test_a_config_saved_before_pretrain_lr_existed_reads_as_it_trained():
     old["train"]["lr"] = 0.002
     assert config_from_dict(old).train.pretrain_lr == 0.002
     assert config_from_dict(Config().to_dict()).train.pretrain_lr == Config().train.pretrain_lr != 0.002
+
+
+def test_evaluate_takes_the_data_location_from_any_source_and_other_prepare_keys_only_from_set(tmp_path):
+    from vemo.evaluation.evaluate import user_data_choice
+
+    assert user_data_choice([], [], None) == (False, ())  # nothing given: the checkpoint's own data
+    assert user_data_choice(["prepare.root"], [], None) == (True, ())
+    assert user_data_choice([], ["prepare.dataset=folder", "prepare.target=face-vote", "prepare.workers=1"], None) == (
+        True,
+        ("target",),
+    )
+    cfg = tmp_path / "x.yaml"
+    cfg.write_text("prepare:\n  root: somewhere\n  frames: 12\n")
+    assert user_data_choice([], [], str(cfg)) == (True, ())  # a file's frames describe a run, not this model

@@ -3,9 +3,9 @@
 import shutil
 
 from vemo.config import PrepareConfig
-from vemo.data.crema_d import read_crema_d
-from vemo.data.prepare import prepare
-from vemo.data.previews import save_previews
+from vemo.data.loading.prepare import prepare
+from vemo.data.loading.previews import save_previews
+from vemo.data.sources.crema_d import read_crema_d
 
 
 def _copy_layout(src, dst, votes: dict[str, str]):

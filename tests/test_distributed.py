@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from vemo.config import PrepareConfig, load_config
-from vemo.data.loader import iterate
-from vemo.data.prepare import load_prepared, prepare
+from vemo.data.loading.loader import iterate
+from vemo.data.loading.prepare import load_prepared, prepare
 from vemo.training.distributed import launch
 
 REPO = Path(__file__).resolve().parents[1]

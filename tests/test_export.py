@@ -10,7 +10,7 @@ import torch
 from test_predict import face_frames, save_tiny_checkpoint
 from vemo.checkpoint import atomic_save, load_checkpoint
 from vemo.config import Config
-from vemo.data.loader import model_inputs
+from vemo.data.loading.loader import model_inputs
 from vemo.export import export_onnx
 from vemo.models.registry import MODELS, model_from_config
 from vemo.predict.run import Predictor

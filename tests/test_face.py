@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from vemo.config import PrepareConfig
-from vemo.data.face import center_box, crop_square, track_faces
-from vemo.data.prepare import process_clip
+from vemo.data.loading.prepare import process_clip
+from vemo.data.preprocessing.face import center_box, crop_square, track_faces
 
 
 def test_crop_square_size_and_padding():

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from conftest import CREMA_SAMPLE, write_video
 from vemo.config import PrepareConfig
-from vemo.data.fer2013 import read_fer2013
-from vemo.data.prepare import prepare
-from vemo.data.video import LFS_MAGIC, ClipError, decode_gray
+from vemo.data.loading.prepare import prepare
+from vemo.data.sources.fer2013 import read_fer2013
+from vemo.data.sources.video import LFS_MAGIC, ClipError, decode_gray
 
 FUZZ = settings(
     max_examples=20,

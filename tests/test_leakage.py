@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-import vemo.data.prepare as prepare_module
+import vemo.data.loading.prepare as prepare_module
 from conftest import write_video
 from vemo.config import PrepareConfig
-from vemo.data.prepare import PrepareError, prepare
+from vemo.data.loading.prepare import PrepareError, prepare
 
 
 def _face(seed: int) -> np.ndarray:

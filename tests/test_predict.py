@@ -16,9 +16,9 @@ from conftest import write_video
 from vemo.checkpoint import atomic_save
 from vemo.cli import main
 from vemo.config import Config
-from vemo.data.face import detect_all
-from vemo.data.synth import render_clip
-from vemo.data.video import ClipError
+from vemo.data.preprocessing.face import detect_all
+from vemo.data.sources.video import ClipError
+from vemo.data.synth.render import render_clip
 from vemo.models.registry import model_from_config
 from vemo.predict.annotate import COLORS
 from vemo.predict.cli_support import run_predict, unique_names

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vemo.config import PrepareConfig
-from vemo.data.prepare import PrepareError, load_prepared, prepare, process_clip
+from vemo.data.loading.prepare import PrepareError, load_prepared, prepare, process_clip
 
 
 def _cfg(root, cache, **kw):

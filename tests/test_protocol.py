@@ -5,7 +5,7 @@ from collections import Counter
 import cv2
 import numpy as np
 
-from vemo.data.fer2013 import VAL_FRACTION, carve_validation, read_fer2013
+from vemo.data.sources.fer2013 import VAL_FRACTION, carve_validation, read_fer2013
 
 
 def _fake_fer(root, per_class):

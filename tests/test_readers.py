@@ -6,11 +6,11 @@ import pytest
 
 from conftest import write_video
 from vemo.config import PrepareConfig
-from vemo.data.fer2013 import read_fer2013
-from vemo.data.folder import read_folder
-from vemo.data.loader import load_split
-from vemo.data.prepare import PrepareError, prepare
-from vemo.data.stills import to_sequences
+from vemo.data.loading.loader import load_split
+from vemo.data.loading.prepare import PrepareError, prepare
+from vemo.data.preprocessing.stills import to_sequences
+from vemo.data.sources.fer2013 import read_fer2013
+from vemo.data.sources.folder import read_folder
 
 QUIET = dict(progress=False, log=lambda *_: None)
 

@@ -23,10 +23,10 @@ from conftest import write_video
 from vemo.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from vemo.cli import main
 from vemo.config import Config, PrepareConfig
-from vemo.data import video as video_module
-from vemo.data.fer2013 import read_fer2013
-from vemo.data.prepare import PrepareError, load_prepared, prepare
-from vemo.data.video import ClipError, decode_gray, sample_clip, sample_indices
+from vemo.data.loading.prepare import PrepareError, load_prepared, prepare
+from vemo.data.sources import video as video_module
+from vemo.data.sources.fer2013 import read_fer2013
+from vemo.data.sources.video import ClipError, decode_gray, sample_clip, sample_indices
 from vemo.io import LOCK_NAME, OutputError, atomic_write, folder_lock
 from vemo.models.registry import model_from_config
 from vemo.pipeline import claim_run_folder

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from vemo.checkpoint import load_checkpoint
-from vemo.data.prepare import load_prepared
+from vemo.data.loading.prepare import load_prepared
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from vemo.config import load_config
-from vemo.data.prepare import prepare
+from vemo.data.loading.prepare import prepare
 from vemo.training.run_folder import LOSS_MEANING
 from vemo.training.trainer import train
 

@@ -21,7 +21,7 @@ from conftest import write_video  # noqa: E402
 from test_predict import save_tiny_checkpoint as _tiny  # noqa: E402
 from vemo.checkpoint import CheckpointError  # noqa: E402
 from vemo.config import Config  # noqa: E402
-from vemo.data.synth import render_clip  # noqa: E402
+from vemo.data.synth.render import render_clip  # noqa: E402
 from vemo.serve import ServeSettings, create_app  # noqa: E402
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad"]

@@ -17,11 +17,16 @@ FER_TEST = SHARED / "fer2013" / "test"
 CONTRACT_KEYS = {"accuracy", "macro_f1", "n", "per_class", "confusion_matrix", "labels"}
 
 
-def test_default_checkpoint_is_packaged_and_loads():
-    path = WEIGHTS / SHIPPED["default"]
+# each shipped model, its model card and the config that reproduces it (the card names the command)
+CARDS = {"default": ("MODEL_CARD.md", "fer2013.yaml"), "fast": ("MODEL_CARD_fast.md", "fer2013_fast.yaml")}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_checkpoint_is_packaged_and_loads(name):
+    path = WEIGHTS / SHIPPED[name]
     assert path.exists() and path.stat().st_size < 40 * 2**20
-    assert (WEIGHTS / "MODEL_CARD.md").exists()
-    ckpt = load_checkpoint("default")
+    assert (WEIGHTS / CARDS[name][0]).exists()
+    ckpt = load_checkpoint(name)
     assert ckpt.labels == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
     assert ckpt.resume is None  # shipped without optimiser and RNG state
     assert "sharpness" not in ckpt.stats  # trained on sharp faces: no blur workaround
@@ -32,13 +37,16 @@ def test_default_checkpoint_is_packaged_and_loads():
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fuse_conv_bn(model).modules())
 
 
-def test_shipped_model_was_trained_with_the_config_its_model_card_names():
-    # MODEL_CARD.md says `vemo train --config configs/fer2013.yaml` reproduces the shipped weights: the
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_model_was_trained_with_the_config_its_model_card_names(name):
+    # the model card says `vemo train --config configs/<file>` reproduces the shipped weights: the
     # checkpoint's own record of its model and training settings must be that file's (where to run it,
     # device and threads, may differ)
-    ckpt = load_checkpoint("default")
+    card, config = CARDS[name]
+    assert f"configs/{config}" in (WEIGHTS / card).read_text()
+    ckpt = load_checkpoint(name)
     shipped = ckpt.config.to_dict()  # read as the loader reads it (older keys filled)
-    cfg = load_config(Path(__file__).parents[1] / "configs" / "fer2013.yaml").to_dict()
+    cfg = load_config(Path(__file__).parents[1] / "configs" / config).to_dict()
     assert shipped["model"] == cfg["model"]
     machine = ("device", "threads")
     assert {k: v for k, v in shipped["train"].items() if k not in machine} == {

@@ -1,7 +1,7 @@
 import pytest
 
-from vemo.data.records import Record
-from vemo.data.split import assign_splits, split_groups
+from vemo.data.preprocessing.split import assign_splits, split_groups
+from vemo.data.sources.records import Record
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad"]
 
@@ -46,7 +46,7 @@ def test_prescribed_splits_are_kept():
 
 
 def test_k_fold_is_actor_independent_and_partitions_the_actors():
-    from vemo.data.split import assign_splits
+    from vemo.data.preprocessing.split import assign_splits
 
     records = [
         Record(f"{a}_{e}_{i}", e, str(a)) for a in range(10) for e in ("happy", "sad", "angry") for i in range(2)

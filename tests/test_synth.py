@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from vemo.config import EMOTIONS, SynthConfig
-from vemo.data import synth
+from vemo.data.synth.dataset import synthesize
+from vemo.data.synth.params import actor_identity, apex_frame, clip_name, clip_params, envelope
+from vemo.data.synth.render import head_point, render_clip, render_params
 
 NAME = re.compile(r"^\d{4}_[A-Z]{3}_(ANG|DIS|FEA|HAP|NEU|SAD)_(LO|MD|HI|XX)\.flv$")
 
@@ -32,12 +34,12 @@ def decode(path: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> tuple[Path, list[Path]]:
     out = tmp_path_factory.mktemp("synth")
-    return out, synth.synthesize(out, tiny(), workers=1, progress=False)
+    return out, synthesize(out, tiny(), workers=1, progress=False)
 
 
 def test_clip_name() -> None:
-    assert synth.clip_name(1001, "IEO", "ANG", "HI") == "1001_IEO_ANG_HI.flv"
-    assert synth.clip_name(7, "DFA", "NEU", "XX") == "0007_DFA_NEU_XX.flv"
+    assert clip_name(1001, "IEO", "ANG", "HI") == "1001_IEO_ANG_HI.flv"
+    assert clip_name(7, "DFA", "NEU", "XX") == "0007_DFA_NEU_XX.flv"
 
 
 def test_layout_names_and_decoding(dataset) -> None:
@@ -45,7 +47,7 @@ def test_layout_names_and_decoding(dataset) -> None:
     cfg = tiny()
     assert len(paths) == 2 * 1 * len(EMOTIONS) * 2 and paths == sorted(paths)
     assert all(p.parent == out / "VideoFlash" and NAME.match(p.name) for p in paths)
-    expected = {synth.clip_name(a, "IEO", e, v) for a in (1001, 1002) for e in EMOTIONS for v in ("LO", "HI")}
+    expected = {clip_name(a, "IEO", e, v) for a in (1001, 1002) for e in EMOTIONS for v in ("LO", "HI")}
     assert {p.name for p in paths} == expected
     for p in paths[:: len(paths) // 4]:
         frames = decode(p)
@@ -72,17 +74,17 @@ def test_no_leftover_temp_files(dataset) -> None:
 
 def test_render_is_deterministic_per_seed() -> None:
     cfg = tiny()
-    a = synth.render_clip(cfg, 1001, "IEO", "HAP", "HI")
+    a = render_clip(cfg, 1001, "IEO", "HAP", "HI")
     assert a.shape == (8, 48, 64, 3) and a.dtype == np.uint8
-    assert np.array_equal(a, synth.render_clip(cfg, 1001, "IEO", "HAP", "HI"))
-    other = synth.render_clip(replace(cfg, seed=1), 1001, "IEO", "HAP", "HI")
+    assert np.array_equal(a, render_clip(cfg, 1001, "IEO", "HAP", "HI"))
+    other = render_clip(replace(cfg, seed=1), 1001, "IEO", "HAP", "HI")
     assert np.abs(a.astype(int) - other).mean() > 5
-    assert not np.array_equal(a, synth.render_clip(cfg, 1001, "IEO", "HAP", "LO"))
+    assert not np.array_equal(a, render_clip(cfg, 1001, "IEO", "HAP", "LO"))
 
 
 def test_synthesize_is_reproducible_across_runs_and_workers(dataset, tmp_path) -> None:
     _, paths = dataset
-    again = synth.synthesize(tmp_path, tiny(), workers=2, progress=False)
+    again = synthesize(tmp_path, tiny(), workers=2, progress=False)
     assert [p.name for p in again] == [p.name for p in paths]
     for a, b in zip(paths, again, strict=True):
         assert np.array_equal(decode(a), decode(b)), a.name
@@ -90,15 +92,15 @@ def test_synthesize_is_reproducible_across_runs_and_workers(dataset, tmp_path) -
 
 def test_resume_keeps_clips_and_config_change_rerenders(tmp_path) -> None:
     cfg = tiny(n_actors=1, levels=["HI"])
-    paths = synth.synthesize(tmp_path, cfg, workers=1, progress=False)
+    paths = synthesize(tmp_path, cfg, workers=1, progress=False)
     stamps = {p: p.stat().st_mtime_ns for p in paths}
     paths[0].unlink()  # as if an earlier run was interrupted before this clip
     (tmp_path / "VideoFlash" / "1001_IEO_ANG_HI.tmp.flv").write_bytes(b"half a file")
-    assert synth.synthesize(tmp_path, cfg, workers=1, progress=False) == paths
+    assert synthesize(tmp_path, cfg, workers=1, progress=False) == paths
     assert all(p.stat().st_mtime_ns == stamps[p] for p in paths[1:])
     assert paths[0].exists() and not list(tmp_path.rglob("*.tmp*"))
     # a different config never mixes with the old clips: all are re-rendered, stale ones removed
-    new = synth.synthesize(tmp_path, replace(cfg, seed=5, levels=["LO"]), workers=1, progress=False)
+    new = synthesize(tmp_path, replace(cfg, seed=5, levels=["LO"]), workers=1, progress=False)
     assert sorted((tmp_path / "VideoFlash").iterdir()) == new
     assert all(p.name.endswith("_LO.flv") for p in new)
 
@@ -114,14 +116,14 @@ def test_expression_changes_the_face_and_nothing_else() -> None:
     cfg = tiny(width=160, height=120, fps=15.0, seconds=2.0)
     effects, params = {}, {}
     for emotion, level in [("HAP", "HI"), ("HAP", "LO"), ("SAD", "HI"), ("NEU", "HI")]:
-        p = params[emotion, level] = synth.clip_params(cfg, 1001, "IEO", emotion, level)
-        frames = synth.render_params(cfg, 1001, p)
-        flat = synth.render_params(cfg, 1001, replace(p, au=np.zeros_like(p.au)))
-        apex = synth.apex_frame(p)
+        p = params[emotion, level] = clip_params(cfg, 1001, "IEO", emotion, level)
+        frames = render_params(cfg, 1001, p)
+        flat = render_params(cfg, 1001, replace(p, au=np.zeros_like(p.au)))
+        apex = apex_frame(p)
         assert np.array_equal(frames[0], flat[0])  # before onset the face is at rest
         assert np.array_equal(frames[apex][:8, :8], flat[apex][:8, :8])  # background untouched
-        mouth = synth.head_point(p, apex, (0.0, synth.actor_identity(cfg, 1001).mouth_y))
-        brows = synth.head_point(p, apex, (0.0, -0.3))
+        mouth = head_point(p, apex, (0.0, actor_identity(cfg, 1001).mouth_y))
+        brows = head_point(p, apex, (0.0, -0.3))
         half = round(0.35 * p.scale)
         diff = [np.abs(_window(frames[apex], c, half) - _window(flat[apex], c, half)) for c in (mouth, brows)]
         effects[emotion, level] = [d.mean() for d in diff]
@@ -138,22 +140,22 @@ def test_expression_changes_the_face_and_nothing_else() -> None:
 def test_dynamics_and_placement() -> None:
     cfg = tiny(n_actors=3, width=160, height=120, fps=15.0, seconds=2.0)
     for actor in range(1001, 1004):
-        ps = {e: synth.clip_params(cfg, actor, "IEO", e, "MD") for e in EMOTIONS}
+        ps = {e: clip_params(cfg, actor, "IEO", e, "MD") for e in EMOTIONS}
         # anger and fear switch on fast, disgust and sadness slowly: a cue only a temporal model sees
         assert max(ps["ANG"].onset_len, ps["FEA"].onset_len) < min(ps["DIS"].onset_len, ps["SAD"].onset_len)
         for p in ps.values():
-            assert synth.envelope(p, 0.0) == 0.0 and 0.05 <= p.onset_start <= 0.25
+            assert envelope(p, 0.0) == 0.0 and 0.05 <= p.onset_start <= 0.25
             assert 0.45 <= 2 * p.scale / cfg.height <= 0.65
             for i in range(p.n_frames):
-                x, y = synth.head_point(p, i, (0.0, 0.0))
+                x, y = head_point(p, i, (0.0, 0.0))
                 assert abs(x / cfg.width - 0.5) <= 0.1 and abs(y / cfg.height - 0.5) <= 0.1
 
 
 def test_rejects_unknown_codes(tmp_path) -> None:
     with pytest.raises(ValueError):
-        synth.render_clip(tiny(), 1001, "XYZ", "HAP", "HI")
+        render_clip(tiny(), 1001, "XYZ", "HAP", "HI")
     with pytest.raises(ValueError):
-        synth.render_clip(tiny(), 1001, "IEO", "SUR", "HI")
+        render_clip(tiny(), 1001, "IEO", "SUR", "HI")
     with pytest.raises(ValueError, match="CREMA-D names"):
-        synth.synthesize(tmp_path, tiny(levels=["HI", "ZZ"]), workers=1, progress=False)
+        synthesize(tmp_path, tiny(levels=["HI", "ZZ"]), workers=1, progress=False)
     assert not any(tmp_path.iterdir())  # nothing written before the config was checked

@@ -29,7 +29,7 @@ def test_every_variant_trains_through_the_trainer(tiny_synth, tmp_path):
     from pathlib import Path
 
     from vemo.config import PrepareConfig, load_config
-    from vemo.data.prepare import prepare
+    from vemo.data.loading.prepare import prepare
     from vemo.models.registry import MODELS
     from vemo.training.trainer import train
 
@@ -47,7 +47,7 @@ def test_every_variant_trains_through_the_trainer(tiny_synth, tmp_path):
 
 def test_a_frozen_encoder_that_was_never_pretrained_is_refused(tiny_synth, tmp_path):
     from vemo.config import load_config
-    from vemo.data.prepare import prepare
+    from vemo.data.loading.prepare import prepare
     from vemo.training.trainer import train
 
     cfg = load_config(None, ["train.pretrain_epochs=0", "train.freeze_encoder=true", "model.width=4"])
@@ -61,7 +61,7 @@ def test_freezing_keeps_encoder_weights_and_batch_norm_statistics(tiny_synth, tm
     """The joint stage with a frozen encoder changes neither its weights nor its running statistics."""
     from vemo.checkpoint import load_checkpoint
     from vemo.config import load_config
-    from vemo.data.prepare import prepare
+    from vemo.data.loading.prepare import prepare
     from vemo.training import trainer
 
     snapshots = []

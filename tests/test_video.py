@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import write_video
-from vemo.data.video import ClipError, decode_gray, sample_indices
+from vemo.data.sources.video import ClipError, decode_gray, sample_indices
 
 
 def test_sample_indices_uniform_and_padded():

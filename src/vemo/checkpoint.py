@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from vemo.config import Config, ConfigError, PrepareConfig, config_from_dict, copy_preprocessing
-from vemo.data.video import LFS_MAGIC
+from vemo.data.sources.video import LFS_MAGIC
 from vemo.io import atomic_write
 from vemo.models.registry import model_from_config
 

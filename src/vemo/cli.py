@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from vemo import __version__
-from vemo.config import ConfigError, keys_in_file, load_config
+from vemo.config import ConfigError, load_config
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -47,7 +47,7 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_synth(args) -> None:
-    from vemo.data.synth import synthesize
+    from vemo.data.synth.dataset import synthesize
 
     cfg = _config(args)
     paths = synthesize(args.out_dir, cfg.synth, progress=not args.quiet)
@@ -55,13 +55,13 @@ def cmd_synth(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-    from vemo.data.prepare import prepare
+    from vemo.data.loading.prepare import prepare
 
     cfg = _config(args)
     prepared = prepare(cfg.prepare, progress=not args.quiet)
     print(f"prepared data: {prepared.path}")
     if args.save_previews:
-        from vemo.data.previews import save_previews
+        from vemo.data.loading.previews import save_previews
 
         paths = save_previews(prepared, args.save_previews, args.previews)
         print(f"wrote {len(paths)} contact sheets to {args.save_previews}")
@@ -74,16 +74,11 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from vemo.evaluation.evaluate import evaluate_command
+    from vemo.evaluation.evaluate import evaluate_command, user_data_choice
 
     levels = [float(v) for v in args.levels.split(",")] if args.levels else None
-    # where the data lives comes from --dataset/--root, --set or the --config file; else from the checkpoint
-    given = args.dataset is not None or args.root is not None
-    given = given or any(o.startswith(("prepare.root=", "prepare.dataset=")) for o in args.overrides)
-    given = given or bool({"prepare.root", "prepare.dataset"} & keys_in_file(args.config))
-    # --set prepare.KEY=VALUE (e.g. prepare.target=face-vote) wins over the checkpoint's own setting
-    honour = tuple(o.split("=", 1)[0].removeprefix("prepare.") for o in args.overrides if o.startswith("prepare."))
-    honour = tuple(k for k in honour if k not in ("root", "dataset", "workers", "cache_dir"))
+    flags = [f"prepare.{name}" for name in ("dataset", "root") if getattr(args, name) is not None]
+    given, honour = user_data_choice(flags, args.overrides, args.config)
     evaluate_command(
         _config(args), args.checkpoint, args.data, args.out, args.split, given, args.perturb, levels, not args.quiet,
         honour=honour, device=args.device,
@@ -145,7 +140,7 @@ def cmd_ship(args) -> None:
 
 
 def cmd_calibrate(args) -> None:
-    from vemo.data.prepare import load_prepared
+    from vemo.data.loading.prepare import load_prepared
     from vemo.evaluation.calibration import calibrate_checkpoint
 
     calibrate_checkpoint(args.checkpoint, load_prepared(args.data), args.split)
@@ -338,8 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="vemo: %(message)s")
     from vemo.checkpoint import CheckpointError
-    from vemo.data.prepare import PrepareError
-    from vemo.data.video import ClipError
+    from vemo.data.loading.prepare import PrepareError
+    from vemo.data.sources.video import ClipError
     from vemo.export import ExportError
     from vemo.io import OutputError
 

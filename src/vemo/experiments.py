@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from vemo.config import Config, PrepareConfig
-from vemo.data.loader import load_split
-from vemo.data.prepare import Prepared, prepare
+from vemo.data.loading.loader import load_split
+from vemo.data.loading.prepare import Prepared, prepare
 from vemo.evaluation.calibration import calibrate_checkpoint
 from vemo.evaluation.compare import compare_markdown, comparison
 from vemo.evaluation.evaluate import evaluate, robustness
@@ -135,8 +135,8 @@ def run_compare(
 ) -> dict:
     """`vemo compare`: prepare (rendering the synthetic set first if it is the default and missing),
     train and compare the variants, then write the main variant's report with the ablation in it."""
-    from vemo.data.prepare import load_prepared
-    from vemo.data.synth import synthesize
+    from vemo.data.loading.prepare import load_prepared
+    from vemo.data.synth.dataset import synthesize
 
     synthetic = cfg.prepare.dataset == "crema-d" and cfg.prepare.root == PrepareConfig().root
     with folder_lock(out, "vemo compare", log=log):

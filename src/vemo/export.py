@@ -1,6 +1,6 @@
 """`vemo export --onnx`: a checkpoint as a self-contained ONNX graph for onnxruntime and other runtimes.
 
-The graph takes face crops as they come out of `vemo.data.face.crop_square`, pixel values 0-255 as
+The graph takes face crops as they come out of `vemo.data.preprocessing.face.crop_square`, pixel values 0-255 as
 float32 (a uint8 array `.astype("float32")`), shaped (B, T, S, S); it normalises them with the training
 statistics and returns calibrated class probabilities softmax(logits / temperature), (B, C): exactly
 what `vemo predict` reports as `p_<class>` for the same crops (tests/test_export.py). Batch and T are
@@ -37,7 +37,7 @@ class Probabilities(nn.Module):
         self.mean, self.std, self.temperature = float(stats["mean"]), float(stats["std"]), float(temperature)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        x = (clips / 255.0 - self.mean) / self.std  # = vemo.data.loader.normalize, in the graph
+        x = (clips / 255.0 - self.mean) / self.std  # = vemo.data.loading.loader.normalize, in the graph
         return torch.softmax(self.model(x).logits / self.temperature, dim=1)
 
 

@@ -12,7 +12,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from vemo.config import Config
-from vemo.data.prepare import Prepared, prepare, summarize
+from vemo.data.loading.prepare import Prepared, prepare, summarize
 from vemo.evaluation.calibration import calibrate_checkpoint
 from vemo.evaluation.evaluate import evaluate
 from vemo.io import OutputError, folder_lock, write_json
@@ -69,7 +69,7 @@ def train_evaluate_report(
 
 def run_demo(cfg: Config, progress: bool = True, log=print) -> dict:
     """Synthesise the embedded dataset, prepare it, train, evaluate and report, under cfg.out."""
-    from vemo.data.synth import synthesize
+    from vemo.data.synth.dataset import synthesize
 
     started = time.time()
     out = Path(cfg.out)
@@ -92,7 +92,7 @@ def run_demo(cfg: Config, progress: bool = True, log=print) -> dict:
 
 def _ddp_worker(cfg_dict: dict, data: str, out: str, progress: bool, resume: bool) -> None:
     from vemo.config import config_from_dict
-    from vemo.data.prepare import load_prepared
+    from vemo.data.loading.prepare import load_prepared
 
     train_evaluate_report(config_from_dict(cfg_dict), load_prepared(data), Path(out), False, progress, resume=resume)
 
@@ -109,7 +109,7 @@ def train_command(
 ) -> None:
     """`vemo train`: take the run folder (locked for the whole run; another run in it is refused unless
     resumed or forced), prepare (or load) the data, then train in one process or data-parallel."""
-    from vemo.data.prepare import load_prepared
+    from vemo.data.loading.prepare import load_prepared
 
     if num_nodes > 1 and "WORLD_SIZE" not in os.environ:
         raise ValueError(

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from vemo.checkpoint import SHIPPED, CheckpointError, load_checkpoint, resolve_checkpoint
-from vemo.data.loader import load_split
-from vemo.data.prepare import Prepared
+from vemo.data.loading.loader import load_split
+from vemo.data.loading.prepare import Prepared
 from vemo.evaluation.inference import check_frame_size, predict
 
 

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from vemo.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from vemo.data.loader import load_split
-from vemo.data.prepare import KEYED_SETTINGS as PREPARE_KEYED
-from vemo.data.prepare import Prepared
+from vemo.config import MACHINE_PREPARE, keys_in_file
+from vemo.data.loading.loader import load_split
+from vemo.data.loading.prepare import KEYED_SETTINGS as PREPARE_KEYED
+from vemo.data.loading.prepare import Prepared
 from vemo.evaluation.calibration import expected_calibration_error, reliability
 from vemo.evaluation.inference import check_frame_size, predict
 from vemo.evaluation.metrics import classification_metrics, format_table
@@ -244,6 +245,24 @@ def _write_predictions(path: Path, items: list[dict], y, probs, labels) -> None:
     write_text(path, buf.getvalue())
 
 
+def user_data_choice(flags: list[str], overrides: list[str], config_path: str | None) -> tuple[bool, tuple[str, ...]]:
+    """What the user chose over the checkpoint's own data settings, from the `section.key` names given as
+    command-line flags (--dataset, --root), as `--set KEY=VALUE` overrides and in a --config file.
+
+    Returns (dataset_given, honour): where the data lives (prepare.dataset/prepare.root) counts wherever it
+    was given; other prepare keys only when set with --set (e.g. prepare.target=face-vote), since a config
+    file's frames or size describe some training run, not this checkpoint; machine-only keys never count."""
+    named = [o.split("=", 1)[0] for o in overrides]
+    location = {"prepare.root", "prepare.dataset"}
+    given = bool(location & ({*flags, *named} | keys_in_file(config_path)))
+    honour = tuple(
+        k.removeprefix("prepare.")
+        for k in named
+        if k.startswith("prepare.") and k not in location and k.removeprefix("prepare.") not in MACHINE_PREPARE
+    )
+    return given, honour
+
+
 def evaluate_command(
     cfg,
     checkpoint: str,
@@ -270,7 +289,7 @@ def evaluate_command(
     anything is computed, and locked while it is written.
     """
     from vemo.checkpoint import SHIPPED
-    from vemo.data.prepare import load_prepared, prepare
+    from vemo.data.loading.prepare import load_prepared, prepare
 
     resolve_device(device)  # a GPU asked for but missing is refused before anything is prepared
     if perturb and levels and len(perturb) > 1:

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from vemo.checkpoint import Checkpoint, CheckpointError
-from vemo.data.loader import model_inputs
-from vemo.data.prepare import Prepared
+from vemo.data.loading.loader import model_inputs
+from vemo.data.loading.prepare import Prepared
 
 
 def check_frame_size(ckpt: Checkpoint, prepared: Prepared) -> None:

@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vemo.data.crema_d import VIDEO_EXTENSIONS
-from vemo.data.fer2013 import IMAGE_EXTENSIONS, load_still
-from vemo.data.video import ClipError
+from vemo.data.sources.fer2013 import load_still
+from vemo.data.sources.formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from vemo.data.sources.video import ClipError
 from vemo.predict.run import CLIP, Predictor, check_window, predict_frames, predict_image, predict_video
 from vemo.predict.stream import Frame
 from vemo.predict.table import records, to_frame

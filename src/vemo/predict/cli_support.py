@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from vemo.data.video import ClipError
+from vemo.data.sources.video import ClipError
 from vemo.io import write_json
 from vemo.predict.api import Item, expand, load_predictor, predict_item
 from vemo.predict.run import NO_FACE, Predictor, check_window, predict_frames, resolve_device, summarize

@@ -3,7 +3,7 @@
 Each window of `window_s` seconds (T frames sampled in it, like a training clip) is classified; the
 probabilities are smoothed over time per face (exponential moving average) so the label does not
 flicker between neighbouring windows. Windows without a face say so instead of guessing. A still image
-becomes T frames of simulated head motion (`vemo.data.stills`, the fixed protocol `vemo evaluate`
+becomes T frames of simulated head motion (`vemo.data.preprocessing.stills`, the fixed protocol `vemo evaluate`
 applies to image datasets) and gives one row per face.
 
 Nothing here writes files or prints: `vemo.predict.api` turns rows into a table, `cli_support` writes them.
@@ -22,10 +22,10 @@ from tqdm import tqdm
 
 from vemo.checkpoint import load_checkpoint
 from vemo.config import PrepareConfig
-from vemo.data.face import crop_square, detect_all
-from vemo.data.loader import model_inputs
-from vemo.data.stills import to_sequences
-from vemo.data.video import ClipError
+from vemo.data.loading.loader import model_inputs
+from vemo.data.preprocessing.face import crop_square, detect_all
+from vemo.data.preprocessing.stills import to_sequences
+from vemo.data.sources.video import ClipError
 from vemo.models.registry import fuse_conv_bn, to_channels_last
 from vemo.predict.stream import FaceWindows, Frame, video_fps, video_frames
 from vemo.training.distributed import resolve_device
@@ -218,7 +218,7 @@ def predict_clip(source: str | Path, predictor: Predictor) -> list[dict]:
     (`process_clip`: T frames spread over the whole clip, the face found on a few and interpolated, a
     centre crop where none is found), so `predict --window clip` and `evaluate` agree on a clip.
     Status is `centre-crop` when no face was found (the label is still given, as `evaluate` gives one)."""
-    from vemo.data.prepare import process_clip
+    from vemo.data.loading.prepare import process_clip
 
     crops, info = process_clip(str(source), predictor.prepare)
     p = predictor.probabilities(crops[None])[0]

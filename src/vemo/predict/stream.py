@@ -17,8 +17,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vemo.data.face import center_box, crop_square, detect_all
-from vemo.data.video import iter_video, luma, upright_turns
+from vemo.data.preprocessing.face import center_box, crop_square, detect_all
+from vemo.data.sources.video import iter_video, luma, upright_turns
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Frame:
 
 
 def video_frames(path: str | Path, want_rgb: bool = False) -> Iterator[Frame]:
-    """Decode a video file frame by frame (luma plane; RGB too if asked), upright (`vemo.data.video.luma`).
+    """Decode a video file frame by frame (luma plane; RGB too if asked), upright (`vemo.data.sources.video.luma`).
     Raises ClipError on bad files; a file damaged part-way ends the stream at the damage (what decoded
     is kept)."""
     for i, (frame, t) in enumerate(iter_video(path)):

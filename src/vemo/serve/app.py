@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vemo import __version__
-from vemo.data.video import ClipError
+from vemo.data.sources.video import ClipError
 from vemo.predict.run import Predictor
 from vemo.serve.analyse import CSV_NAME, VIDEO_NAME, Limits, analyse
 from vemo.serve.errors import ServeError

@@ -31,9 +31,9 @@ from tqdm import tqdm
 from vemo import __version__
 from vemo.checkpoint import Checkpoint, init_from
 from vemo.config import Config
-from vemo.data.augment import augment_clips, random_erase
-from vemo.data.loader import expand_batch, iterate, load_split, model_inputs, normalize
-from vemo.data.prepare import Prepared
+from vemo.data.loading.loader import expand_batch, iterate, load_split, model_inputs, normalize
+from vemo.data.loading.prepare import Prepared
+from vemo.data.preprocessing.augment import augment_clips, random_erase
 from vemo.models.registry import count_parameters, model_from_config, to_channels_last
 from vemo.training.distributed import Dist, agree, data_parallel, device_for, setup, sync_buffers
 from vemo.training.run_folder import LOSS_MEANING, write_run_records

@@ -2,7 +2,7 @@
 
 New datasets slot in by registering a reader; `prepare` never branches on the dataset name, only on
 the reader's `kind`: "clips" are decoded, face-tracked videos (or frame folders), "stills" are face
-images that become sequences by the protocol in `vemo.data.stills`.
+images that become sequences by the protocol in `vemo.data.preprocessing.stills`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vemo.config import PrepareConfig
-from vemo.data.crema_d import read_crema_d
-from vemo.data.fer2013 import read_fer2013
-from vemo.data.folder import read_folder
-from vemo.data.records import Record, Skipped
+from vemo.data.sources.crema_d import read_crema_d
+from vemo.data.sources.fer2013 import read_fer2013
+from vemo.data.sources.folder import read_folder
+from vemo.data.sources.records import Record, Skipped
 
 ReadFn = Callable[..., tuple[list[Record], list[Skipped], tuple[str, ...]]]
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from vemo.data.sources.formats import IMAGE_EXTENSIONS
+
 LFS_MAGIC = b"version https://git-lfs"
 
 
@@ -161,8 +163,6 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def _frame_files(path: str | Path, min_frames: int) -> list[Path]:
-    from vemo.data.fer2013 import IMAGE_EXTENSIONS
-
     files = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if len(files) < min_frames:
         raise ClipError(f"only {len(files)} frame image(s): too short to be a clip", "too-short")

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import torch
 
-from vemo.data.prepare import Prepared
-from vemo.data.stills import to_sequences
+from vemo.data.loading.prepare import Prepared
+from vemo.data.preprocessing.stills import to_sequences
 from vemo.io import atomic_write
 
 SCALE = 2  # 48-pixel crops are drawn at 96 pixels

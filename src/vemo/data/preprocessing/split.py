@@ -12,7 +12,7 @@ from collections import Counter
 
 import numpy as np
 
-from vemo.data.records import Record
+from vemo.data.sources.records import Record
 
 SPLITS = ("train", "val", "test")
 

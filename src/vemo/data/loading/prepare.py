@@ -8,7 +8,7 @@ whether the file can be opened: a broken link or missing permission that is fixe
 key, so files skipped for such reasons are looked at again). It is built in a temporary folder and
 renamed into place, so an interrupted prepare never leaves a half cache that looks complete; the
 temporary folders of killed prepares are removed by the next one. Only the T sampled frames of a clip
-are kept in memory (`vemo.data.video.sample_clip`), so a clip of any length prepares in bounded memory.
+are kept in memory (`vemo.data.sources.video.sample_clip`), so a clip of any length prepares in bounded memory.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ import numpy as np
 from tqdm import tqdm
 
 from vemo.config import Config, PrepareConfig, copy_preprocessing
-from vemo.data.datasets import get_reader, read_dataset
-from vemo.data.face import crop_square, track_faces
-from vemo.data.records import Record, Skipped, access_problem
-from vemo.data.split import TooFewGroups, assign_splits
-from vemo.data.video import ClipError, sample_clip
+from vemo.data.preprocessing.face import crop_square, track_faces
+from vemo.data.preprocessing.split import TooFewGroups, assign_splits
+from vemo.data.sources.datasets import get_reader, read_dataset
+from vemo.data.sources.records import Record, Skipped, access_problem
+from vemo.data.sources.video import ClipError, sample_clip
 from vemo.io import remove_stale_temps
 
 CACHE_VERSION = 4  # 4: portrait videos decoded upright; 3: truncated files skipped, FER2013 CSV line by line
@@ -151,8 +151,8 @@ def process_clip(source: str, cfg: PrepareConfig) -> tuple[np.ndarray, dict]:
 
 
 def process_still(source: str, cfg: PrepareConfig) -> tuple[np.ndarray, dict]:
-    """A face image resized to S x S, as a (1, S, S) clip; sequences are made at load time (stills.py)."""
-    from vemo.data.fer2013 import load_still
+    """A face image resized to S x S, as a (1, S, S) clip; sequences are made at load time (preprocessing/stills.py)."""
+    from vemo.data.sources.fer2013 import load_still
 
     image = load_still(source)
     interp = cv2.INTER_AREA if min(image.shape) > cfg.size else cv2.INTER_LINEAR

@@ -12,15 +12,15 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from vemo.data.prepare import Prepared
-from vemo.data.stills import to_sequences
+from vemo.data.loading.prepare import Prepared
+from vemo.data.preprocessing.stills import to_sequences
 
 
 def load_split(prepared: Prepared, split: str, expand: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, T, S, S) uint8 frames and (N,) int64 targets of one split ("all": every item).
 
     Stills datasets are stored as (N, 1, S, S); `expand` turns them into T-frame sequences with the
-    fixed evaluation protocol of `vemo.data.stills`. Training passes expand=False and draws fresh
+    fixed evaluation protocol of `vemo.data.preprocessing.stills`. Training passes expand=False and draws fresh
     trajectories per batch instead (`expand_batch`).
     """
     idx = prepared.indices(split)

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vemo.data.records import FER_LABELS, Record, Skipped, canonical_label
-from vemo.data.video import ClipError, read_image
+from vemo.data.sources.formats import IMAGE_EXTENSIONS
+from vemo.data.sources.records import FER_LABELS, Record, Skipped, canonical_label
+from vemo.data.sources.video import ClipError, read_image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 FER_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # the CSV's 0..6
 USAGE = {"training": "train", "publictest": "test", "privatetest": "private-test"}
 VAL_FRACTION = 0.1  # of each class of Training, carved off for validation (part of the protocol)

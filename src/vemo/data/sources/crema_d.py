@@ -11,9 +11,9 @@ import csv
 import re
 from pathlib import Path
 
-from vemo.data.records import CREMA_D_CODES, CREMA_D_LABELS, Record, Skipped
+from vemo.data.sources.formats import VIDEO_EXTENSIONS
+from vemo.data.sources.records import CREMA_D_CODES, CREMA_D_LABELS, Record, Skipped
 
-VIDEO_EXTENSIONS = (".flv", ".mp4", ".avi", ".mov", ".mkv", ".webm")
 NAME = re.compile(r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{2})$")
 
 

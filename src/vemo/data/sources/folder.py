@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vemo.data.crema_d import NAME as CREMA_NAME
-from vemo.data.crema_d import VIDEO_EXTENSIONS
-from vemo.data.fer2013 import IMAGE_EXTENSIONS
-from vemo.data.records import Record, Skipped, access_problem, canonical_label
+from vemo.data.sources.crema_d import NAME as CREMA_NAME
+from vemo.data.sources.formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from vemo.data.sources.records import Record, Skipped, access_problem, canonical_label
 
 
 def _group(clip: Path) -> str:
