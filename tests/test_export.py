@@ -22,10 +22,10 @@ def session(path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_onnx_matches_pytorch(name, tmp_path):
+@pytest.mark.parametrize("name, flip", [*((name, False) for name in sorted(MODELS)), ("cnn_ae_lstm", True)])
+def test_onnx_matches_pytorch(name, flip, tmp_path):
     cfg = Config()
-    cfg.model.name, cfg.prepare.frames = name, 10
+    cfg.model.name, cfg.prepare.frames, cfg.model.flip_average = name, 10, flip
     cfg.model.width, cfg.model.feature_dim, cfg.model.bottleneck_dim, cfg.model.hidden = 8, 32, 16, 24
     torch.manual_seed(0)
     model = model_from_config(cfg.model, 7, 48)

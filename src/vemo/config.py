@@ -86,9 +86,8 @@ class TrainConfig:
     # near-duplicates: 2 of them cost half of 4 and, at pretrain_lr 3e-4, are enough for the demo)
     pretrain_batch_size: int = 8  # clips per pretraining step (x pretrain_frames frames)
     pretrain_from: float = 0.5  # pretraining frames come from this fraction of the clip onwards
-    pretrain_lr: float = 3e-4  # AdamW learning rate of frame pretraining; at a constant 1e-3 the synthetic
-    # set's frame classifier sat near chance for 7-13 of 14 epochs; at 3e-4 it left chance within 2-4
-    # and reached 0.64-0.72 frame accuracy by epoch 14 (cnn_lstm, seeds 0-2)
+    pretrain_lr: float = 3e-4  # AdamW learning rate of frame pretraining; at 1e-3 the synthetic set's frame
+    # classifier stayed near chance for most of the demo's epochs
     pretrain_schedule: str = "constant"  # learning rate in pretraining: "constant", "onecycle" or "cosine"
     # (cosine: linear warm-up over the first 2 epochs, at most a tenth of all steps, then cosine decay to 0)
     pretrain_optimizer: str = "adamw"  # "adamw", or "sgd" (Nesterov momentum 0.9: the long FER2013 recipe)

@@ -37,7 +37,7 @@ from vemo.training.trainer import train
 DEFAULT_VARIANTS = ["cnn_lstm", "cnn_ae_lstm"]
 DEFAULT_SEEDS = [0, 1, 2]
 # Every other level of `vemo evaluate --perturb`'s defaults (clean, middle, strongest): the curves keep
-# their shape at half the cost; robustness was ~30 s of each run's ~3 minutes with all five levels.
+# their shape at half the cost (robustness is a sizeable share of a short run's time).
 ROBUSTNESS_LEVELS = {kind: levels[::2] for kind, levels in DEFAULT_LEVELS.items()}
 
 

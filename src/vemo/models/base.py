@@ -55,7 +55,8 @@ class ClipModel(nn.Module):
         if not self.flip_average or self.training:
             return self.forward_clips(x)
         both = self.forward_clips(torch.cat([x, x.flip(-1)]))
-        return ClipOutput(*(None if v is None else (v[: len(x)] + v[len(x) :]) / 2 for v in astuple_shallow(both)))
+        # (2B, ...) -> (2, B, ...) -> mean: no batch size is baked in, so an ONNX export takes any batch
+        return ClipOutput(*(None if v is None else v.unflatten(0, (2, -1)).mean(0) for v in astuple_shallow(both)))
 
     def forward_clips(self, x: torch.Tensor) -> ClipOutput:  # pragma: no cover - abstract
         raise NotImplementedError

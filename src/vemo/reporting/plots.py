@@ -1,4 +1,5 @@
-"""Figures: training curves and confusion matrices (PNG, written atomically).
+"""Figures (PNG, written atomically): training curves, confusion matrix, reliability diagram, prediction
+timeline, robustness curves, embeddings, attention, galleries and the variant comparison.
 
 Figures are `matplotlib.figure.Figure` objects rendered by the Agg canvas they create, never pyplot:
 importing vemo must not switch matplotlib's backend (that would break a notebook's inline plots), and
