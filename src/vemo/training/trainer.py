@@ -178,6 +178,22 @@ def optimizer_step(loss: torch.Tensor, opt, sched, params: list, clip: float = 0
         sched.step()
 
 
+def _trained(opt) -> list:
+    """The parameters `opt` updates: what a stage trains (clipping runs over these)."""
+    return [p for group in opt.param_groups for p in group["params"]]
+
+
+def _batches(x, y, batch_size: int, gen, d: Dist, desc: str, progress: bool):
+    """One epoch of shuffled training batches of this process's shard, behind a progress bar."""
+    return tqdm(
+        iterate(x, y, batch_size, True, gen, shard=(d.rank, d.world)),
+        total=math.ceil(len(x) // d.world / batch_size),
+        desc=desc,
+        disable=not progress,
+        leave=False,
+    )
+
+
 def pretrain_epoch(
     model,
     probe,
@@ -213,14 +229,8 @@ def pretrain_epoch(
     use_ae = model.has_autoencoder
     start, ce_sum, rec_sum, correct, n = time.time(), 0.0, 0.0, 0, 0
     bs = cfg.train.pretrain_batch_size
-    params = [p for group in opt.param_groups for p in group["params"]]
-    bar = tqdm(
-        iterate(x, y, bs, True, gen, shard=(d.rank, d.world)),
-        total=math.ceil(len(x) // d.world / bs),
-        desc=f"pretrain frames {epoch}/{cfg.train.pretrain_epochs}",
-        disable=not progress,
-        leave=False,
-    )
+    params = _trained(opt)
+    bar = _batches(x, y, bs, gen, d, f"pretrain frames {epoch}/{cfg.train.pretrain_epochs}", progress)
     for xb, yb in bar:
         clean, noisy = (v.to(device) for v in _inputs(xb, stats, cfg, gen, train=True))
         yb = yb.to(device)
@@ -279,14 +289,8 @@ def joint_epoch(
     if cfg.train.freeze_encoder and model.has_frame_encoder:
         model.encoder.eval()  # frozen: batch-norm statistics stay those of pretraining
     t0, total, correct, rec_total, n = time.time(), 0.0, 0, 0.0, 0
-    params = [p for group in opt.param_groups for p in group["params"]]
-    bar = tqdm(
-        iterate(x, y, cfg.train.batch_size, True, gen, shard=(d.rank, d.world)),
-        total=math.ceil(len(x) // d.world / cfg.train.batch_size),
-        desc=f"train {epoch}/{cfg.train.epochs}",
-        disable=not progress,
-        leave=False,
-    )
+    params = _trained(opt)
+    bar = _batches(x, y, cfg.train.batch_size, gen, d, f"train {epoch}/{cfg.train.epochs}", progress)
     for xb, yb in bar:
         clean, noisy = (v.to(device) for v in _inputs(expand_batch(xb, frames, gen), stats, cfg, gen, train=True))
         yb = yb.to(device)
