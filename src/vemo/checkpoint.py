@@ -16,7 +16,7 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from vemo import __version__
 from vemo.config import Config, ConfigError, PrepareConfig, config_from_dict, copy_preprocessing
 from vemo.data.sources.video import LFS_MAGIC
 from vemo.io import atomic_write
+from vemo.models.ensemble import Ensemble
 from vemo.models.registry import model_from_config
 
 
@@ -102,7 +104,8 @@ def _check_fields(ckpt: Any, path: Path) -> None:
         raise CheckpointError(f"{path}: not a vemo checkpoint (missing 'model' or 'config')")
     expected = {"model": (dict, "mapping"), "config": (dict, "mapping"), "labels": ((list, tuple), "list")}
     expected["stats"] = (dict, "mapping")
-    optional = {"calibration": (dict, "mapping"), "resume": (dict, "mapping")}  # absent or None: not there
+    # absent or None: not there
+    optional = {"calibration": (dict, "mapping"), "resume": (dict, "mapping"), "members": ((list, tuple), "list")}
     problems = [
         f"'{key}' is missing" if key not in ckpt else f"'{key}' is a {type(ckpt[key]).__name__}, not a {name}"
         for key, (kind, name) in expected.items()
@@ -129,7 +132,17 @@ _FIELDS = {
     "calibration": "calibration",
     "shipped_from": "shipped_from",
     "resume": "resume",
+    "members": "members",
 }
+
+
+@dataclass
+class Member:
+    """One model of an ensemble checkpoint: the config it was trained with and the file it came from.
+    Its weights are in the ensemble's own state dict (`members.<i>.*`), its temperature in `temperatures`."""
+
+    config: Config
+    source: str
 
 
 @dataclass
@@ -139,7 +152,8 @@ class Checkpoint:
     in order, `stats` the input normalisation (mean, std), `calibration` what `vemo calibrate` fitted
     (None: never calibrated), `resume` the interrupted run's state (last.pt only). `kind` ("clips" or
     "stills"), `epoch`, `val_acc`, `vemo_version` and `shipped_from` are None where the file lacks them;
-    any other key the file has is kept in `extra` and written back by `to_dict`."""
+    any other key the file has is kept in `extra` and written back by `to_dict`. An ensemble's
+    `members` name each model's config; `config` is then the first member's (all share its preprocessing)."""
 
     weights: dict[str, torch.Tensor]
     config: Config
@@ -152,6 +166,7 @@ class Checkpoint:
     val_acc: float | None = None
     vemo_version: str | None = None
     shipped_from: str | None = None
+    members: list[Member] | None = None  # an ensemble (`combine_checkpoints`); None: one model
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # the file it was loaded from (None: built in memory)
 
@@ -165,6 +180,8 @@ class Checkpoint:
             raise CheckpointError(f"{where}: its config does not fit this vemo ({_first_line(err)})") from err
         values = {attr: data[key] for key, attr in _FIELDS.items() if key in data and key != "config"}
         values["labels"] = list(values["labels"])
+        if values.get("members") is not None:
+            values["members"] = [_member(m, where) for m in values["members"]]
         extra = {k: v for k, v in data.items() if k not in _FIELDS}
         return cls(config=config, extra=extra, path=path, **values)
 
@@ -178,6 +195,8 @@ class Checkpoint:
                 value = self.config.to_dict()
             elif key == "labels":
                 value = list(value)
+            elif key == "members" and value is not None:
+                value = [{"config": m.config.to_dict(), "source": m.source} for m in value]
             if value is not None:
                 out[key] = value
         return {**out, **self.extra}
@@ -208,17 +227,23 @@ class Checkpoint:
 
     @property
     def model_name(self) -> str:
+        if self.members:
+            return f"ensemble of {' + '.join(m.config.model.name for m in self.members)}"
         return self.config.model.name
 
     def build_model(self) -> nn.Module:
         """The architecture the checkpoint describes, with its weights loaded, in eval mode."""
-        cfg = self.config
-        model = model_from_config(cfg.model, len(self.labels), cfg.prepare.size)
+        n, size = len(self.labels), self.config.prepare.size
+        if self.members:
+            parts = [model_from_config(m.config.model, n, size) for m in self.members]
+            model: nn.Module = Ensemble(parts, [1.0] * len(parts))  # temperatures: loaded with the weights
+        else:
+            model = model_from_config(self.config.model, n, size)
         try:
             model.load_state_dict(self.weights)
         except RuntimeError as err:
             raise CheckpointError(
-                f"checkpoint weights do not fit the {cfg.model.name!r} architecture it names: {str(err)[:300]}"
+                f"checkpoint weights do not fit the {self.model_name!r} architecture it names: {str(err)[:300]}"
             ) from err
         return model.eval()
 
@@ -250,6 +275,16 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         ) from err
     _check_fields(ckpt, path)
     return Checkpoint.from_dict(_upgrade(ckpt, path), path)
+
+
+def _member(data: Any, where: Any) -> Member:
+    if not isinstance(data, Mapping) or not isinstance(data.get("config"), Mapping):
+        raise CheckpointError(f"{where}: an ensemble member without a config")
+    try:
+        return Member(config_from_dict(dict(data["config"])), str(data.get("source", "?")))
+    except ConfigError as err:
+        why = _first_line(err)
+        raise CheckpointError(f"{where}: an ensemble member's config does not fit this vemo ({why})") from err
 
 
 OLD_ENCODER_NAME = re.compile(r"^encoder\.\d+\.")  # vemo <= 0.2: encoder layers by index, not by name
@@ -297,3 +332,45 @@ def ship_checkpoint(src: str | Path, out: str | Path) -> Checkpoint:
     ckpt.shipped_from = Path(src).name
     ckpt.save(out)
     return ckpt
+
+
+# Settings every member of an ensemble must share: the clips they read are made once, for all of them.
+SHARED_PREPROCESSING = ("frames", "size", "face", "detect_frames", "margin", "dataset", "target")
+
+
+def combine_checkpoints(sources: Sequence[str | Path], flip_average: bool | None = None, log=print) -> Checkpoint:
+    """One checkpoint that averages the calibrated probabilities of `sources` (see models/ensemble.py).
+    `flip_average` True/False sets every member's `model.flip_average` (None: each keeps its own).
+    Refused, naming the checkpoint and the setting, unless all have the same labels, normalisation and
+    preprocessing; an ensemble is not a member (combine its members instead)."""
+    if len({str(s) for s in sources}) < 2:
+        raise CheckpointError("an ensemble needs two or more different checkpoints")
+    ckpts = {str(s): load_checkpoint(s) for s in sources}
+    (name0, first), *others = ckpts.items()
+    for src, c in ckpts.items():
+        if c.members:
+            raise CheckpointError(f"{src}: already an ensemble; combine its member checkpoints instead")
+    for src, c in others:
+        if c.labels != first.labels:
+            raise CheckpointError(f"{src}: labels {c.labels} differ from {name0}'s {first.labels}")
+        differ = [k for k in SHARED_PREPROCESSING if getattr(c.preprocessing, k) != getattr(first.preprocessing, k)]
+        if differ:
+            raise CheckpointError(f"{src}: prepared differently from {name0} ({', '.join(differ)})")
+        if any(abs(float(c.stats.get(k, 0)) - float(v)) > 1e-6 for k, v in first.stats.items()):
+            raise CheckpointError(f"{src}: normalisation {c.stats} differs from {name0}'s {first.stats}")
+    for src, c in ckpts.items():
+        if flip_average is not None:
+            c.config.model.flip_average = flip_average
+        val = "?" if c.val_acc is None else f"{c.val_acc:.4f}"
+        flip = "on" if c.config.model.flip_average else "off"
+        log(f"member {src}: {c.model_name}, temperature {c.temperature:.3f}, flip averaging {flip}, val accuracy {val}")
+    model = Ensemble([c.build_model() for c in ckpts.values()], [c.temperature for c in ckpts.values()])
+    return Checkpoint(
+        weights=model.state_dict(),
+        config=first.config,
+        labels=first.labels,
+        stats=first.stats,
+        kind=first.kind,
+        vemo_version=__version__,
+        members=[Member(c.config, src if src in SHIPPED else Path(src).name) for src, c in ckpts.items()],
+    )

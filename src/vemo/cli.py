@@ -139,6 +139,15 @@ def cmd_ship(args) -> None:
     print(f"wrote {args.out} (epoch {ckpt.epoch}, val accuracy {ckpt.val_acc or 0:.3f}, stats {ckpt.stats})")
 
 
+def cmd_ensemble(args) -> None:
+    from vemo.checkpoint import combine_checkpoints
+    from vemo.io import check_writable
+
+    check_writable(Path(args.out).parent)
+    combine_checkpoints(args.checkpoints, flip_average=args.flip_average).save(args.out)
+    print(f"wrote {args.out}; fit its temperature with: vemo calibrate --checkpoint {args.out} --data CACHE")
+
+
 def cmd_calibrate(args) -> None:
     from vemo.data.loading.prepare import load_prepared
     from vemo.evaluation.calibration import calibrate_checkpoint
@@ -297,6 +306,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_ship)
+
+    p = sub.add_parser(
+        "ensemble", help="combine checkpoints into one model that averages their calibrated probabilities"
+    )
+    p.add_argument("--checkpoints", nargs="+", required=True, help="two or more .pt files (or shipped names)")
+    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--flip-average",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="every member averages each clip with its mirror image (default: as each member was trained)",
+    )
+    p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX (0-255 face crops in, calibrated probabilities out)")
     p.add_argument("--checkpoint", default="default", help="a .pt from vemo train, or 'default'")

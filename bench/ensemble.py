@@ -1,0 +1,71 @@
+"""What averaging several trained models buys, on the validation split only.
+
+    .venv/bin/python bench/ensemble.py --data cache/fer2013-<key> --checkpoints default fast runs/fer2013/best.pt
+
+Each checkpoint scores the split with flip averaging on (whatever its config says) and its own fitted
+temperature; then every subset of two or more is scored by the mean of its members' probabilities (the
+rule fixed before any ensemble was measured). Prints accuracy and NLL per member and per subset, so the
+choice of members is made here and never on a test split. The members' probabilities are kept in
+`--keep` (one file per checkpoint and split), so adding a member rescores only that one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+from pathlib import Path
+
+import torch
+
+from vemo.checkpoint import load_checkpoint, resolve_checkpoint
+from vemo.data.loading.loader import load_split
+from vemo.data.loading.prepare import load_prepared
+from vemo.evaluation.inference import check_frame_size, predict
+
+
+def member_probs(name: str, data: str, split: str, keep: Path) -> torch.Tensor:
+    """(N, C) calibrated probabilities of one checkpoint on the split, cached by the file's bytes."""
+    digest = hashlib.sha256(resolve_checkpoint(name).read_bytes()).hexdigest()[:16]
+    cached = keep / f"{Path(data).name}-{split}-{digest}.pt"
+    if cached.exists():
+        return torch.load(cached, weights_only=True)
+    ckpt = load_checkpoint(name)
+    prepared = load_prepared(data)
+    check_frame_size(ckpt, prepared)
+    model = ckpt.build_model()
+    model.flip_average = True
+    x, _ = load_split(prepared, split)
+    probs = predict(model, x, ckpt.stats, temperature=ckpt.temperature)["probs"]
+    keep.mkdir(parents=True, exist_ok=True)
+    torch.save(probs, cached)
+    return probs
+
+
+def scores(probs: torch.Tensor, y: torch.Tensor) -> str:
+    acc = (probs.argmax(1) == y).float().mean().item()
+    nll = -probs.clamp_min(1e-12).log()[torch.arange(len(y)), y].mean().item()
+    return f"accuracy {acc:.4f}  NLL {nll:.4f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoints", nargs="+", required=True)
+    ap.add_argument("--data", required=True, help="the prepared cache folder the checkpoints were trained on")
+    ap.add_argument("--split", default="val", choices=["val", "train"])
+    ap.add_argument("--keep", default="runs/measure/ensemble", help="folder for the members' probabilities")
+    args = ap.parse_args()
+    _, y = load_split(load_prepared(args.data), args.split)
+    probs = {name: member_probs(name, args.data, args.split, Path(args.keep)) for name in args.checkpoints}
+    print(f"{args.split}: {len(y)} clips, flip averaging on, each member at its own temperature")
+    for name, p in probs.items():
+        print(f"  {name:<48} {scores(p, y)}")
+    for k in range(2, len(probs) + 1):
+        for subset in itertools.combinations(probs, k):
+            mean = torch.stack([probs[n] for n in subset]).mean(0)
+            print(f"  mean of {' + '.join(subset):<40} {scores(mean, y)}")
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()

@@ -1,0 +1,115 @@
+"""Ensembles: several checkpoints read as one model that averages their calibrated probabilities."""
+
+import pytest
+import torch
+from torch import nn
+
+from vemo.checkpoint import CheckpointError, atomic_save, combine_checkpoints, load_checkpoint
+from vemo.cli import main as cli
+from vemo.config import Config
+from vemo.models.ensemble import Ensemble
+from vemo.models.registry import fuse_conv_bn, model_from_config
+
+LABELS = list("abcdef")
+STATS = {"mean": 0.45, "std": 0.2}
+
+
+def tiny(tmp_path, name, seed, temperature=1.0, width=8, size=48, labels=LABELS, stats=STATS):
+    """A small random cnn_ae_lstm saved as a checkpoint with a fitted temperature; returns (path, model)."""
+    cfg = Config()
+    cfg.model.width, cfg.model.feature_dim, cfg.model.bottleneck_dim, cfg.model.hidden = width, 32, 16, 24
+    cfg.prepare.size = size
+    torch.manual_seed(seed)
+    model = model_from_config(cfg.model, len(labels), size).eval()
+    ckpt = {"model": model.state_dict(), "config": cfg.to_dict(), "labels": labels, "stats": stats}
+    atomic_save({**ckpt, "calibration": {"temperature": temperature}, "val_acc": 0.5}, tmp_path / name)
+    return tmp_path / name, model
+
+
+def test_ensemble_output_is_the_mean_of_the_members_calibrated_probabilities(tmp_path):
+    (a, ma), (b, mb) = tiny(tmp_path, "a.pt", 0, 0.5), tiny(tmp_path, "b.pt", 1, 2.0, width=4)
+    x = torch.randn(3, 10, 48, 48)
+    expected = (torch.softmax(ma(x).logits / 0.5, 1) + torch.softmax(mb(x).logits / 2.0, 1)) / 2
+    ens = combine_checkpoints([a, b], log=lambda *_: None).build_model()
+    out = ens(x)
+    assert torch.allclose(out.logits.softmax(1), expected, atol=1e-6)
+    assert out.embedding.shape == (3, ma(x).embedding.shape[1] + mb(x).embedding.shape[1])
+    # members with different temperatures: the ensemble is not the plain mean of raw probabilities
+    plain = (torch.softmax(ma(x).logits, 1) + torch.softmax(mb(x).logits, 1)) / 2
+    assert not torch.allclose(out.logits.softmax(1), plain, atol=1e-4)
+
+
+def test_ensemble_checkpoint_round_trips_fuses_and_flips_every_member(tmp_path):
+    (a, _), (b, _) = tiny(tmp_path, "a.pt", 0, 1.3), tiny(tmp_path, "b.pt", 1, 0.8)
+    combine_checkpoints([a, b], flip_average=True, log=lambda *_: None).save(tmp_path / "ens.pt")
+    ckpt = load_checkpoint(tmp_path / "ens.pt")
+    assert ckpt.model_name == "ensemble of cnn_ae_lstm + cnn_ae_lstm"
+    assert [m.source for m in ckpt.members] == ["a.pt", "b.pt"] and ckpt.temperature == 1.0
+    model = ckpt.build_model()
+    assert (
+        isinstance(model, Ensemble) and model.flip_average and model.temperatures.tolist() == pytest.approx([1.3, 0.8])
+    )
+    x = torch.randn(2, 10, 48, 48)
+    before = model(x).logits
+    assert torch.allclose(model(x.flip(-1)).logits, before, atol=1e-5)  # every member sees both views
+    fuse_conv_bn(model)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert torch.allclose(model(x).logits, before, atol=1e-4)
+    model.flip_average = False
+    assert not any(m.flip_average for m in model.members)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"labels": list("abcdeg")}, "labels"),
+        ({"size": 40}, "prepared differently"),
+        ({"stats": {"mean": 0.5, "std": 0.2}}, "normalisation"),
+    ],
+)
+def test_members_that_read_clips_differently_are_refused_by_name(tmp_path, change, message):
+    a, _ = tiny(tmp_path, "a.pt", 0)
+    b, _ = tiny(tmp_path, "b.pt", 1, **change)
+    with pytest.raises(CheckpointError, match=f"b.pt: {message}"):
+        combine_checkpoints([a, b], log=lambda *_: None)
+
+
+def test_an_ensemble_is_not_a_member_and_one_checkpoint_is_not_an_ensemble(tmp_path):
+    (a, _), (b, _) = tiny(tmp_path, "a.pt", 0), tiny(tmp_path, "b.pt", 1)
+    combine_checkpoints([a, b], log=lambda *_: None).save(tmp_path / "ens.pt")
+    with pytest.raises(CheckpointError, match="already an ensemble"):
+        combine_checkpoints([a, tmp_path / "ens.pt"], log=lambda *_: None)
+    with pytest.raises(CheckpointError, match="two or more different"):
+        combine_checkpoints([a, a], log=lambda *_: None)
+
+
+def test_cli_ensemble_writes_a_checkpoint_that_predict_reads(tmp_path, capsys):
+    (a, _), (b, _) = tiny(tmp_path, "a.pt", 0), tiny(tmp_path, "b.pt", 1)
+    assert cli(["ensemble", "--checkpoints", str(a), str(b), "--out", str(tmp_path / "e.pt"), "--flip-average"]) == 0
+    assert "flip averaging on" in capsys.readouterr().out
+    from vemo.predict.run import Predictor
+
+    clips = torch.rand(2, 10, 48, 48).mul(255).byte().numpy()
+    probs = Predictor(tmp_path / "e.pt").probabilities(clips)
+    assert probs.shape == (2, len(LABELS)) and abs(float(probs.sum()) - 2) < 1e-5
+
+
+def test_an_ensemble_exports_to_onnx_at_any_batch_size(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from vemo.data.loading.loader import model_inputs
+    from vemo.export import export_onnx
+
+    (a, _), (b, _) = tiny(tmp_path, "a.pt", 0, 0.7), tiny(tmp_path, "b.pt", 1, 1.4, width=4)
+    combine_checkpoints([a, b], flip_average=True, log=lambda *_: None).save(tmp_path / "e.pt")
+    sess = ort.InferenceSession(
+        str(export_onnx(tmp_path / "e.pt", tmp_path / "e.onnx")), providers=["CPUExecutionProvider"]
+    )
+    reference = load_checkpoint(tmp_path / "e.pt").build_model()
+    for batch in (1, 3):
+        crops = torch.randint(0, 256, (batch, 10, 48, 48), dtype=torch.uint8)
+        with torch.no_grad():
+            want = torch.softmax(reference(model_inputs(crops, STATS)).logits, 1).numpy()
+        got = sess.run(None, {"clips": crops.numpy().astype(np.float32)})[0]
+        assert got.shape == (batch, len(LABELS)) and np.abs(got - want).max() < 1e-4
