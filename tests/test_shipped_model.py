@@ -17,8 +17,12 @@ FER_TEST = SHARED / "fer2013" / "test"
 CONTRACT_KEYS = {"accuracy", "macro_f1", "n", "per_class", "confusion_matrix", "labels"}
 
 
-# each shipped model, its model card and the config that reproduces it (the card names the command)
-CARDS = {"default": ("MODEL_CARD.md", "fer2013_cycle2.yaml"), "fast": ("MODEL_CARD_fast.md", "fer2013_fast.yaml")}
+# each shipped model, its model card and the configs that reproduce it (the card names the commands);
+# an ensemble names one config per member
+CARDS = {
+    "default": ("MODEL_CARD.md", ["fer2013_cycle2.yaml"]),
+    "fast": ("MODEL_CARD_fast.md", ["fer2013_fast.yaml"]),
+}
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -37,21 +41,27 @@ def test_shipped_checkpoint_is_packaged_and_loads(name):
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fuse_conv_bn(model).modules())
 
 
+def _recipe(cfg: dict) -> dict:
+    """The settings that make the weights: the model (flip averaging aside: an inference choice, which an
+    ensemble sets for all its members) and training, without where it ran (device, threads)."""
+    model = {k: v for k, v in cfg["model"].items() if k != "flip_average"}
+    return {"model": model, "train": {k: v for k, v in cfg["train"].items() if k not in ("device", "threads")}}
+
+
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_shipped_model_was_trained_with_the_config_its_model_card_names(name):
+def test_shipped_model_was_trained_with_the_configs_its_model_card_names(name):
     # the model card says `vemo train --config configs/<file>` reproduces the shipped weights: the
-    # checkpoint's own record of its model and training settings must be that file's (where to run it,
-    # device and threads, may differ)
-    card, config = CARDS[name]
-    assert f"configs/{config}" in (WEIGHTS / card).read_text()
+    # checkpoint's own record of its model and training settings (each member's, for an ensemble) must be
+    # those files', in order
+    card, configs = CARDS[name]
+    text = (WEIGHTS / card).read_text()
+    assert all(f"configs/{config}" in text for config in configs)
     ckpt = load_checkpoint(name)
-    shipped = ckpt.config.to_dict()  # read as the loader reads it (older keys filled)
-    cfg = load_config(Path(__file__).parents[1] / "configs" / config).to_dict()
-    assert shipped["model"] == cfg["model"]
-    machine = ("device", "threads")
-    assert {k: v for k, v in shipped["train"].items() if k not in machine} == {
-        k: v for k, v in cfg["train"].items() if k not in machine
-    }
+    shipped = [m.config for m in ckpt.members] if ckpt.members else [ckpt.config]
+    want = [load_config(Path(__file__).parents[1] / "configs" / config) for config in configs]
+    assert [_recipe(c.to_dict()) for c in shipped] == [_recipe(c.to_dict()) for c in want]
+    if not ckpt.members:
+        assert ckpt.config.model.flip_average == want[0].model.flip_average
 
 
 @pytest.mark.skipif(not FER_TEST.is_dir(), reason=f"FER2013 test folder not available at {FER_TEST}")
