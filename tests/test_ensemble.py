@@ -44,7 +44,7 @@ def test_ensemble_checkpoint_round_trips_fuses_and_flips_every_member(tmp_path):
     combine_checkpoints([a, b], flip_average=True, log=lambda *_: None).save(tmp_path / "ens.pt")
     ckpt = load_checkpoint(tmp_path / "ens.pt")
     assert ckpt.model_name == "ensemble of cnn_ae_lstm + cnn_ae_lstm"
-    assert [m.source for m in ckpt.members] == ["a.pt", "b.pt"] and ckpt.temperature == 1.0
+    assert [m.source for m in ckpt.members] == [str(a), str(b)] and ckpt.temperature == 1.0
     model = ckpt.build_model()
     assert (
         isinstance(model, Ensemble) and model.flip_average and model.temperatures.tolist() == pytest.approx([1.3, 0.8])

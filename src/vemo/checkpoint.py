@@ -372,5 +372,5 @@ def combine_checkpoints(sources: Sequence[str | Path], flip_average: bool | None
         stats=first.stats,
         kind=first.kind,
         vemo_version=__version__,
-        members=[Member(c.config, src if src in SHIPPED else Path(src).name) for src, c in ckpts.items()],
+        members=[Member(c.config, src) for src, c in ckpts.items()],  # as the caller named it
     )
