@@ -113,3 +113,15 @@ def test_an_ensemble_exports_to_onnx_at_any_batch_size(tmp_path):
             want = torch.softmax(reference(model_inputs(crops, STATS)).logits, 1).numpy()
         got = sess.run(None, {"clips": crops.numpy().astype(np.float32)})[0]
         assert got.shape == (batch, len(LABELS)) and np.abs(got - want).max() < 1e-4
+
+
+def test_a_damaged_member_record_is_refused_in_one_line(tmp_path):
+    (a, _), (b, _) = tiny(tmp_path, "a.pt", 0), tiny(tmp_path, "b.pt", 1)
+    data = combine_checkpoints([a, b], log=lambda *_: None).to_dict()
+    atomic_save({**data, "members": [{"source": "a.pt"}, data["members"][1]]}, tmp_path / "no_config.pt")
+    with pytest.raises(CheckpointError, match="no_config.pt: an ensemble member without a config"):
+        load_checkpoint(tmp_path / "no_config.pt")
+    bad = {**data["members"][1], "config": {**data["members"][1]["config"], "model": {"widht": 8}}}
+    atomic_save({**data, "members": [data["members"][0], bad]}, tmp_path / "typo.pt")
+    with pytest.raises(CheckpointError, match="typo.pt: an ensemble member's config does not fit"):
+        load_checkpoint(tmp_path / "typo.pt")
