@@ -96,3 +96,21 @@ def test_evaluate_on_a_missing_gpu_is_one_line_and_exit_2(tmp_path, capsys):
     code = main(["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--device", "cuda", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "sees no CUDA GPU" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_train_no_test_scores_val_and_leaves_the_test_split_unseen(tiny_synth, tmp_path, capsys, monkeypatch):
+    import vemo.pipeline
+
+    scored = []
+    evaluate = vemo.pipeline.evaluate
+    monkeypatch.setattr(
+        vemo.pipeline, "evaluate", lambda *a, split, **k: (scored.append(split), evaluate(*a, split=split, **k))[1]
+    )
+    out = tmp_path / "run"
+    settings = ["train.pretrain_epochs=1", "train.epochs=1", "train.threads=1", f"prepare.cache_dir={tmp_path / 'c'}"]
+    args = ["train", "--config", str(REPO / "configs/tiny.yaml"), "--root", str(tiny_synth), "--out", str(out)]
+    assert main([*args, "--quiet", "--no-test", *[a for s in settings for a in ("--set", s)]]) == 0
+    assert scored == ["val"]  # the data has a test split (tiny.yaml: a quarter of the actors); it was not scored
+    assert "--no-test: the test split is left unscored" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["split"] == "val"

@@ -70,7 +70,10 @@ def cmd_prepare(args) -> None:
 def cmd_train(args) -> None:
     from vemo.pipeline import train_command
 
-    train_command(_config(args), args.data, args.devices, args.num_nodes, not args.quiet, args.resume, args.force)
+    cfg, progress = _config(args), not args.quiet
+    train_command(
+        cfg, args.data, args.devices, args.num_nodes, progress, args.resume, args.force, score_test=not args.no_test
+    )
 
 
 def cmd_evaluate(args) -> None:
@@ -222,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run from OUT/last.pt (same config); starts fresh if there is none",
     )
     p.add_argument("--force", action="store_true", help="replace the run already in OUT (its files are deleted first)")
+    p.add_argument(
+        "--no-test",
+        action="store_true",
+        help="evaluate and report on val, leaving the test split unscored (candidates, ablations)",
+    )
     p.add_argument("--devices", type=int, default=1, help="data-parallel processes on this machine (GPUs or CPU)")
     p.add_argument("--num-nodes", type=int, default=1, help="machines (start with torchrun/srun on each)")
     _common(p)

@@ -45,9 +45,18 @@ def describe_data(prepared: Prepared, synthetic: bool = False) -> dict:
 
 
 def train_evaluate_report(
-    cfg: Config, prepared: Prepared, out: Path, synthetic: bool, progress: bool, log=print, resume: bool = False
+    cfg: Config,
+    prepared: Prepared,
+    out: Path,
+    synthetic: bool,
+    progress: bool,
+    log=print,
+    resume: bool = False,
+    score_test: bool = True,
 ) -> dict:
-    """Train on the prepared data, evaluate the best checkpoint on its test split, write the report."""
+    """Train on the prepared data, evaluate the best checkpoint on its test split, write the report.
+    `score_test` False (`vemo train --no-test`) evaluates on val instead and leaves the test split
+    unseen: for candidates and ablations, so a test set scores only the model that is released."""
     out.mkdir(parents=True, exist_ok=True)
     main_process = int(os.environ.get("RANK", "0")) == 0  # data-parallel runs: rank 0 evaluates and reports
     if main_process:
@@ -57,9 +66,11 @@ def train_evaluate_report(
         return {}
     # the temperature is fitted on val, which selected the checkpoint too; test never sees either choice
     calibrate_checkpoint(result.best_checkpoint, prepared, "val", log=log)
-    split = "test" if len(prepared.indices("test")) else "val"
+    has_test = len(prepared.indices("test")) > 0
+    split = "test" if has_test and score_test else "val"
     if split == "val":
-        log("\nno test split in this data: evaluating on val, which also selected the checkpoint (optimistic)")
+        why = "--no-test: the test split is left unscored" if has_test else "no test split in this data"
+        log(f"\n{why}: evaluating on val, which also selected the checkpoint (optimistic)")
     log(f"\n{split} set:")
     metrics = evaluate(result.best_checkpoint, prepared, out, split=split, log=log)
     report = write_report(out)
@@ -90,11 +101,12 @@ def run_demo(cfg: Config, progress: bool = True, log=print) -> dict:
     return metrics
 
 
-def _ddp_worker(cfg_dict: dict, data: str, out: str, progress: bool, resume: bool) -> None:
+def _ddp_worker(cfg_dict: dict, data: str, out: str, progress: bool, resume: bool, score_test: bool) -> None:
     from vemo.config import config_from_dict
     from vemo.data.loading.prepare import load_prepared
 
-    train_evaluate_report(config_from_dict(cfg_dict), load_prepared(data), Path(out), False, progress, resume=resume)
+    cfg, prepared = config_from_dict(cfg_dict), load_prepared(data)
+    train_evaluate_report(cfg, prepared, Path(out), False, progress, resume=resume, score_test=score_test)
 
 
 def train_command(
@@ -106,6 +118,7 @@ def train_command(
     resume: bool = False,
     force: bool = False,
     log=print,
+    score_test: bool = True,
 ) -> None:
     """`vemo train`: take the run folder (locked for the whole run; another run in it is refused unless
     resumed or forced), prepare (or load) the data, then train in one process or data-parallel."""
@@ -125,9 +138,9 @@ def train_command(
         if devices > 1 and "WORLD_SIZE" not in os.environ:
             from vemo.training.distributed import launch
 
-            launch(_ddp_worker, devices, cfg.to_dict(), str(prepared.path), str(out), progress, resume)
+            launch(_ddp_worker, devices, cfg.to_dict(), str(prepared.path), str(out), progress, resume, score_test)
         else:
-            train_evaluate_report(cfg, prepared, out, synthetic=False, progress=progress, resume=resume)
+            train_evaluate_report(cfg, prepared, out, False, progress, resume=resume, score_test=score_test)
 
 
 # What a run writes at its top level (and its `eval-*` folders): `--force` deletes exactly these before a
