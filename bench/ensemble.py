@@ -20,22 +20,20 @@ import torch
 
 from vemo.checkpoint import load_checkpoint, resolve_checkpoint
 from vemo.data.loading.loader import load_split
-from vemo.data.loading.prepare import load_prepared
+from vemo.data.loading.prepare import Prepared, load_prepared
 from vemo.evaluation.inference import check_frame_size, predict
 
 
-def member_probs(name: str, data: str, split: str, keep: Path) -> torch.Tensor:
-    """(N, C) calibrated probabilities of one checkpoint on the split, cached by the file's bytes."""
+def member_probs(name: str, prepared: Prepared, x: torch.Tensor, split: str, keep: Path) -> torch.Tensor:
+    """(N, C) calibrated probabilities of one checkpoint on the split's clips `x`, cached by the file's bytes."""
     digest = hashlib.sha256(resolve_checkpoint(name).read_bytes()).hexdigest()[:16]
-    cached = keep / f"{Path(data).name}-{split}-{digest}.pt"
+    cached = keep / f"{Path(prepared.path).name}-{split}-{digest}.pt"
     if cached.exists():
         return torch.load(cached, weights_only=True)
     ckpt = load_checkpoint(name)
-    prepared = load_prepared(data)
     check_frame_size(ckpt, prepared)
     model = ckpt.build_model()
     model.flip_average = True
-    x, _ = load_split(prepared, split)
     probs = predict(model, x, ckpt.stats, temperature=ckpt.temperature)["probs"]
     keep.mkdir(parents=True, exist_ok=True)
     torch.save(probs, cached)
@@ -55,8 +53,9 @@ def main() -> None:
     ap.add_argument("--split", default="val", choices=["val", "train"])
     ap.add_argument("--keep", default="runs/measure/ensemble", help="folder for the members' probabilities")
     args = ap.parse_args()
-    _, y = load_split(load_prepared(args.data), args.split)
-    probs = {name: member_probs(name, args.data, args.split, Path(args.keep)) for name in args.checkpoints}
+    prepared = load_prepared(args.data)
+    x, y = load_split(prepared, args.split)  # read once, scored by every member not yet kept
+    probs = {name: member_probs(name, prepared, x, args.split, Path(args.keep)) for name in args.checkpoints}
     print(f"{args.split}: {len(y)} clips, flip averaging on, each member at its own temperature")
     for name, p in probs.items():
         print(f"  {name:<48} {scores(p, y)}")
