@@ -67,10 +67,10 @@ def test_freezing_keeps_encoder_weights_and_batch_norm_statistics(tiny_synth, tm
     snapshots = []
     original = trainer.joint_epoch
 
-    def spy(model, *args, **kwargs):
+    def spy(run, *args, **kwargs):
         if not snapshots:  # the encoder as pretraining left it
-            snapshots.append({k: v.clone() for k, v in model.encoder.state_dict().items()})
-        return original(model, *args, **kwargs)
+            snapshots.append({k: v.clone() for k, v in run.model.encoder.state_dict().items()})
+        return original(run, *args, **kwargs)
 
     monkeypatch.setattr(trainer, "joint_epoch", spy)
     cfg = load_config(None, ["train.pretrain_epochs=1", "train.epochs=2", "train.patience=5", "model.width=4"])

@@ -106,6 +106,8 @@ class TrainConfig:
     aug_rotate: float = 6.0  # max rotation, degrees
     aug_scale: float = 0.06  # max zoom in or out, fraction
     aug_erase: float = 0.0  # probability of random erasing: one rectangle (2-25% of the frame) set to the mean
+    onset: float = 0.0  # stills datasets, joint stage: probability that an expressive training sequence starts
+    # with 1..70% neutral frames (another face's), as real expressions start from neutral (stills.with_onsets)
     freeze_encoder: bool = True  # joint stage trains autoencoder + LSTM + head only (after pretraining):
     # a T-frame clip then costs T encoder forward passes but no backward, ~3x cheaper joint epochs; the
     # default so that `vemo compare` fits 20 minutes on 2 cores (false: fine-tune the encoder too)

@@ -34,11 +34,13 @@ from vemo.config import Config
 from vemo.data.loading.loader import expand_batch, iterate, load_split, model_inputs, normalize
 from vemo.data.loading.prepare import Prepared
 from vemo.data.preprocessing.augment import augment_clips, random_erase
+from vemo.data.preprocessing.stills import with_onsets
 from vemo.models.registry import count_parameters, model_from_config, to_channels_last
 from vemo.training.distributed import Dist, agree, data_parallel, device_for, setup, sync_buffers
 from vemo.training.run_folder import LOSS_MEANING, write_run_records
 
 ALONE = Dist()
+NEUTRAL = "neutral"  # the label whose stills give other sequences their onset (train.onset)
 # where a run executes: a resumed run may change these (floating-point sums then differ in the last bits)
 MACHINE_ONLY = {"train": ("threads", "device"), "prepare": ("workers", "cache_dir")}
 CPU = torch.device("cpu")
@@ -54,6 +56,8 @@ def _check_train_config(cfg: Config) -> None:
         raise ValueError(f"train.pretrain_optimizer must be 'adamw' or 'sgd', not {t.pretrain_optimizer!r}")
     if not 0.0 < t.recon_fraction <= 1.0:
         raise ValueError("train.recon_fraction must be in (0, 1]")
+    if not 0.0 <= t.onset <= 1.0:
+        raise ValueError(f"train.onset is a probability, in [0, 1] (got {t.onset})")
     if not 0.0 <= t.pretrain_from < 1.0 or t.pretrain_frames < 1:
         raise ValueError("train.pretrain_from must be in [0, 1) and train.pretrain_frames at least 1")
 
@@ -194,22 +198,7 @@ def _batches(x, y, batch_size: int, gen, d: Dist, desc: str, progress: bool):
     )
 
 
-def pretrain_epoch(
-    model,
-    probe,
-    opt,
-    sched,
-    x,
-    y,
-    stats,
-    cfg: Config,
-    gen,
-    epoch: int,
-    progress: bool,
-    d: Dist = ALONE,
-    device=CPU,
-    step: nn.Module | None = None,
-) -> dict:
+def pretrain_epoch(run: Run, probe: nn.Module, opt, sched, epoch: int, step: nn.Module | None = None) -> dict:
     """Stage 1, one epoch: train the frame encoder (and the autoencoder, if any) on single frames.
 
     Each step takes `pretrain_frames` random frames per clip and trains (a) a throw-away linear
@@ -219,9 +208,10 @@ def pretrain_epoch(
     mostly label noise, which stalls a frame classifier. A clip of T frames costs T encoder passes per
     joint step but carries one label, so an encoder learns far faster from frames; the sequence model
     then starts from useful features instead of noise. Stills datasets train on the stills themselves.
-    `step`: the stage's `FramePretrainer` of `model` and `probe`, in DDP when several processes train
+    `step`: the stage's `FramePretrainer` of the model and `probe`, in DDP when several processes train
     (built here when not given).
     """
+    model, cfg, gen, d, device = run.model, run.cfg, run.gen, run.d, run.device
     if step is None:
         step = FramePretrainer(model, probe)
         step = data_parallel(step, d, device, idle=step.idle())
@@ -230,9 +220,10 @@ def pretrain_epoch(
     start, ce_sum, rec_sum, correct, n = time.time(), 0.0, 0.0, 0, 0
     bs = cfg.train.pretrain_batch_size
     params = _trained(opt)
-    bar = _batches(x, y, bs, gen, d, f"pretrain frames {epoch}/{cfg.train.pretrain_epochs}", progress)
+    desc = f"pretrain frames {epoch}/{cfg.train.pretrain_epochs}"
+    bar = _batches(run.data["x_train"], run.data["y_train"], bs, gen, d, desc, run.progress)
     for xb, yb in bar:
-        clean, noisy = (v.to(device) for v in _inputs(xb, stats, cfg, gen, train=True))
+        clean, noisy = (v.to(device) for v in _inputs(xb, run.stats, cfg, gen, train=True))
         yb = yb.to(device)
         b, t = clean.shape[:2]
         pick = _pick_frames(b, t, cfg.train.pretrain_frames, gen, first=int(cfg.train.pretrain_from * t))
@@ -263,25 +254,11 @@ def _plain_ce(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, cfg: Co
     return loss.item()
 
 
-def joint_epoch(
-    model,
-    opt,
-    sched,
-    x,
-    y,
-    stats,
-    cfg: Config,
-    gen,
-    epoch: int,
-    frames: int,
-    progress: bool,
-    d: Dist = ALONE,
-    device=CPU,
-    step: nn.Module | None = None,
-) -> dict:
+def joint_epoch(run: Run, opt, sched, epoch: int, step: nn.Module | None = None) -> dict:
     """Stage 2, one epoch: cross-entropy on clips + weighted reconstruction of a few frames per clip.
-    `step`: the stage's `JointObjective` of `model`, in DDP when several processes train (built here
+    `step`: the stage's `JointObjective` of the model, in DDP when several processes train (built here
     when not given)."""
+    model, cfg, gen, d, device = run.model, run.cfg, run.gen, run.d, run.device
     use_ae = model.has_autoencoder and cfg.train.recon_weight > 0
     if step is None:
         step = joint_objective(model, cfg, d, device)
@@ -290,9 +267,10 @@ def joint_epoch(
         model.encoder.eval()  # frozen: batch-norm statistics stay those of pretraining
     t0, total, correct, rec_total, n = time.time(), 0.0, 0, 0.0, 0
     params = _trained(opt)
-    bar = _batches(x, y, cfg.train.batch_size, gen, d, f"train {epoch}/{cfg.train.epochs}", progress)
+    desc = f"train {epoch}/{cfg.train.epochs}"
+    bar = _batches(run.data["x_train"], run.data["y_train"], cfg.train.batch_size, gen, d, desc, run.progress)
     for xb, yb in bar:
-        clean, noisy = (v.to(device) for v in _inputs(expand_batch(xb, frames, gen), stats, cfg, gen, train=True))
+        clean, noisy = (v.to(device) for v in _inputs(run.sequences(xb, yb), run.stats, cfg, gen, train=True))
         yb = yb.to(device)
         pick = _pick_frames(*clean.shape[:2], cfg.train.recon_frames, gen) if use_ae else None
         logits, rec = step(noisy, clean, pick)
@@ -418,6 +396,14 @@ class Run:
         if torch.cuda.is_available() and r.get("cuda_rng"):
             torch.cuda.set_rng_state_all(r["cuda_rng"])
 
+    def sequences(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """A training batch as the model sees it: stills become fresh T-frame sequences (with neutral
+        onsets when `train.onset`), clips pass through."""
+        seqs = expand_batch(xb, self.prepared.settings.frames, self.gen)
+        if self.cfg.train.onset > 0 and xb.shape[1] == 1:
+            seqs = with_onsets(seqs, yb, self.prepared.labels.index(NEUTRAL), self.cfg.train.onset, self.gen)
+        return seqs
+
     def record(self, row: dict) -> None:
         self.state.history.append(row)
         if self.d.main:
@@ -524,6 +510,11 @@ def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resu
             "learns: pretrain it (train.pretrain_epochs > 0), start from trained weights (train.init_from) or set "
             "train.freeze_encoder=false"
         )
+    if cfg.train.onset > 0 and (prepared.kind != "stills" or NEUTRAL not in prepared.labels):
+        raise ValueError(
+            f"train.onset gives sequences made from stills a {NEUTRAL!r} onset: it needs a stills dataset with a "
+            f"{NEUTRAL!r} class (this one: {prepared.kind}, labels {', '.join(prepared.labels)}); set train.onset=0"
+        )
     if cfg.train.channels_last:
         model = to_channels_last(model)
     if d.main:
@@ -568,10 +559,7 @@ def pretrain_stage(run: Run) -> None:
     step = data_parallel(step, d, run.device, idle=step.idle())  # one DDP wrapper for the whole stage
     run.restore_rng()
     for epoch in range(first, cfg.train.pretrain_epochs + 1):
-        row = pretrain_epoch(
-            model, probe, opt, sched, data["x_train"], data["y_train"], run.stats, cfg, run.gen, epoch, run.progress,
-            d, run.device, step,
-        )  # fmt: skip
+        row = pretrain_epoch(run, probe, opt, sched, epoch, step)
         sync_buffers(model, d)
         val_loss, val_acc = validate_probe(
             model, probe, x_pv.reshape(-1, *x_pv.shape[-2:]), data["y_val"], run.stats, run.device
@@ -613,13 +601,9 @@ def joint_stage(run: Run) -> int:
     if state.stale >= cfg.train.patience:
         return state.epoch  # the interrupted run had already stopped early
     step = joint_objective(model, cfg, d, run.device)  # one DDP wrapper for the whole stage
-    frames = run.prepared.settings.frames
     joint_start, epoch = time.time(), first - 1
     for epoch in range(first, cfg.train.epochs + 1):
-        row = joint_epoch(
-            model, opt, sched, data["x_train"], data["y_train"], run.stats, cfg, run.gen, epoch, frames,
-            run.progress, d, run.device, step,
-        )  # fmt: skip
+        row = joint_epoch(run, opt, sched, epoch, step)
         sync_buffers(model, d)
         val_loss, val_acc = validate(model, data["x_val"], data["y_val"], run.stats, cfg, run.device)
         row.update(val_loss=val_loss, val_acc=val_acc)
