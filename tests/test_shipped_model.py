@@ -21,7 +21,7 @@ CONTRACT_KEYS = {"accuracy", "macro_f1", "n", "per_class", "confusion_matrix", "
 # an ensemble names one config per member
 CARDS = {
     "default": ("MODEL_CARD.md", ["fer2013_onset.yaml"]),
-    "fast": ("MODEL_CARD_fast.md", ["fer2013_fast.yaml"]),
+    "fast": ("MODEL_CARD_fast.md", ["fer2013_fast_onset.yaml"]),
 }
 
 
