@@ -22,14 +22,14 @@ import torch
 
 from vemo.checkpoint import load_checkpoint
 from vemo.data.loading.loader import load_split
-from vemo.data.loading.prepare import load_prepared
+from vemo.data.loading.prepare import Prepared, load_prepared
 from vemo.data.preprocessing.stills import to_sequences
 from vemo.evaluation.inference import check_frame_size, predict
 
 
-def onset_sets(data: str, limit: int, seed: int, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+def onset_sets(prepared: Prepared, limit: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Expressive val sequences, neutral partner sequences, their labels, and the neutral class index."""
-    prepared = load_prepared(data)
+    t = prepared.settings.frames
     x, y = load_split(prepared, "val", expand=False)
     neutral = list(prepared.labels).index("neutral")
     g = torch.Generator().manual_seed(seed)
@@ -50,7 +50,7 @@ def main() -> None:
     args = p.parse_args()
     prepared = load_prepared(args.data)
     t = prepared.settings.frames
-    seqs, partners, y, neutral = onset_sets(args.data, args.limit, args.seed, t)
+    seqs, partners, y, neutral = onset_sets(prepared, args.limit, args.seed)
     print(f"{len(y)} expressive validation images, T = {t}; accuracy / share predicted neutral / accuracy "
           "without the neutral class")  # fmt: skip
     print(f"{'checkpoint':<40}" + "".join(f"{f'k={k}':>22}" for k in args.ks))
