@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_framing import fer_files  # bench/ runs as scripts: the sibling module
 from vemo.data.preprocessing.face import _detect, _detect_in_context, detect_all
 from vemo.data.sources.video import decode_gray
 
@@ -35,10 +36,7 @@ def timed(fn, images: list[np.ndarray]) -> tuple[list, float]:
 
 
 def fer_images(root: Path, limit: int) -> list[np.ndarray]:
-    files = []
-    for cdir in sorted(d for d in root.iterdir() if d.is_dir()):
-        names = sorted(cdir.glob("*.jpg"))
-        files += names[:limit] if limit else names
+    files = fer_files(root, limit)
     return [g for f in files if (g := cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)) is not None]
 
 

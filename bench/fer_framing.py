@@ -28,6 +28,15 @@ from vemo.data.preprocessing.face import detect_all
 UP, PAD = 4, 96  # 48 -> 192 pixels, then 96 pixels of replicated border on each side
 
 
+def fer_files(root: Path, limit: int = 0) -> list[Path]:
+    """The .jpg files of a folder of class folders (FER2013's layout), the first `limit` per class (0: all)."""
+    files: list[Path] = []
+    for cdir in sorted(d for d in root.iterdir() if d.is_dir()):
+        names = sorted(cdir.glob("*.jpg"))
+        files += names[:limit] if limit else names
+    return files
+
+
 def measure(path: Path) -> tuple[float, float, float] | None:
     """(image side / box side, (image centre x - box centre x) / box side, same for y), or None."""
     gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
@@ -81,10 +90,7 @@ def main() -> None:
     p.add_argument("--clips", type=Path, help="a folder of video clips to crop for the figure")
     p.add_argument("--sheet", type=Path, help="write the framing figure here (needs --clips)")
     args = p.parse_args()
-    files = []
-    for cdir in sorted(d for d in args.root.iterdir() if d.is_dir()):
-        names = sorted(cdir.glob("*.jpg"))
-        files += names[: args.limit] if args.limit else names
+    files = fer_files(args.root, args.limit)
     found = [m for f in files if (m := measure(f)) is not None]
     if not found:
         raise SystemExit(f"no face found in {len(files)} images under {args.root}")
