@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from conftest import write_video  # noqa: E402
 from test_predict import save_tiny_checkpoint as _tiny  # noqa: E402
 from vemo.checkpoint import CheckpointError  # noqa: E402
+from vemo.cli import main  # noqa: E402
 from vemo.config import Config  # noqa: E402
 from vemo.data.synth.render import render_clip  # noqa: E402
 from vemo.serve import ServeSettings, create_app  # noqa: E402
@@ -71,6 +72,19 @@ def test_health_tells_the_model_and_the_limits(client):
     h = client.get("/api/health").json()
     assert h["status"] == "ok" and h["labels"] == LABELS
     assert (h["max_upload_mb"], h["workers"], h["queue_size"], h["busy"]) == (200.0, 1, 2, 0)
+
+
+def test_face_settings_are_the_models_unless_the_user_sets_them(client, checkpoint, clip, capsys):
+    own = client.get("/api/health").json()["face"]
+    chosen = ServeSettings(face_settings={"margin": own["margin"] + 0.3, "detect_frames": 1})
+    with TestClient(create_app(checkpoint, chosen)) as c:
+        face = c.get("/api/health").json()["face"]
+        assert face == {**own, "margin": pytest.approx(own["margin"] + 0.3), "detect_frames": 1}
+        assert post(c, clip).status_code == 200
+    with pytest.raises(ValueError, match="face settings only"):
+        create_app(checkpoint, ServeSettings(face_settings={"epochs": 3}))
+    assert main(["serve", "--checkpoint", str(checkpoint), "--set", "train.epochs=3"]) == 2  # before listening
+    assert "serve takes face settings only" in capsys.readouterr().err
 
 
 def test_a_video_gives_windows_with_probabilities_faces_and_downloads(client, clip):

@@ -92,15 +92,31 @@ def _window(text: str) -> float | str:
     return text if text == "clip" else float(text)
 
 
+def _face_set_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="prepare.KEY=VALUE",
+        help="a face setting instead of the model's own (prepare.face, detect_frames, margin, frames; repeatable)",
+    )
+
+
+def _face_settings(overrides: list[str], command: str) -> dict:
+    """--set prepare.KEY=VALUE: face settings of the user's instead of those the model was trained with,
+    typed and checked as the config file's are."""
+    given, chosen = load_config(None, overrides).prepare, {}
+    for name in (o.split("=", 1)[0].strip() for o in overrides):
+        if not name.startswith("prepare."):
+            raise ValueError(f"--set {name}: {command} takes face settings only (prepare.KEY=VALUE)")
+        chosen[name.removeprefix("prepare.")] = getattr(given, name.removeprefix("prepare."))
+    return chosen
+
+
 def cmd_predict(args) -> None:
     from vemo.predict.cli_support import run_predict
 
-    # --set prepare.KEY=VALUE: a face setting of the user's instead of the one the model was trained with
-    given, preprocessing = load_config(None, args.overrides).prepare, {}
-    for name in (o.split("=", 1)[0].strip() for o in args.overrides):
-        if not name.startswith("prepare."):
-            raise ValueError(f"--set {name}: predict takes face settings only (prepare.KEY=VALUE)")
-        preprocessing[name.removeprefix("prepare.")] = getattr(given, name.removeprefix("prepare."))
     run_predict(
         args.inputs,
         args.checkpoint,
@@ -114,7 +130,7 @@ def cmd_predict(args) -> None:
         progress=not args.quiet,
         workers=args.workers,
         device=args.device,
-        preprocessing=preprocessing,
+        preprocessing=_face_settings(args.overrides, "predict"),
     )
 
 
@@ -129,6 +145,7 @@ def cmd_serve(args) -> None:
         queue_size=args.queue,
         window_s=args.window,
         hop_s=args.hop,
+        face_settings=_face_settings(args.overrides, "serve"),
     )
     serve(args.checkpoint, args.host, args.port, settings)
 
@@ -278,14 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--annotate", metavar="OUT.mp4|DIR", help="write a video with boxes and labels (a folder for several inputs)"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="prepare.KEY=VALUE",
-        help="a face setting instead of the model's own (prepare.face, detect_frames, margin, frames; repeatable)",
-    )
+    _face_set_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
 
@@ -300,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", type=int, default=4, help="analyses waiting; past that HTTP 503 with Retry-After")
     p.add_argument("--window", type=float, default=2.0, help="seconds per classified window")
     p.add_argument("--hop", type=float, default=0.5, help="seconds between window starts")
+    _face_set_argument(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(

@@ -18,10 +18,11 @@ import logging
 import shutil
 import tempfile
 import weakref
+from collections.abc import Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi import Path as PathParam
@@ -58,6 +59,7 @@ class ServeSettings:
     keep_jobs: int = 16  # finished jobs whose results and downloads are kept
     window_s: float = 2.0
     hop_s: float = 0.5
+    face_settings: Mapping[str, Any] = field(default_factory=dict)  # as predict's --set prepare.KEY=VALUE
 
     def __post_init__(self) -> None:
         positive = {"max-upload-mb": self.max_upload_mb, "max-seconds": self.max_seconds,
@@ -127,13 +129,14 @@ class Server:
         return {"csv": f"{base}/{CSV_NAME}", "video": video}
 
     def health(self) -> dict:
-        s = self.settings
+        s, p = self.settings, self.predictor
         return {
             "status": "ok",
             "version": __version__,
             "labels": self.predictor.labels,
             "window_s": s.window_s,
             "hop_s": s.hop_s,
+            "face": {"face": p.face, "margin": p.margin, "frames": p.frames, "detect_frames": p.prepare.detect_frames},
             "max_upload_mb": s.max_upload_mb,
             "max_seconds": s.max_seconds,
             "workers": s.workers,
@@ -260,7 +263,7 @@ def create_app(checkpoint: str | Path = "default", settings: ServeSettings | Non
     settings = settings or ServeSettings()
     root = Path(tempfile.mkdtemp(prefix="vemo-serve-"))  # mode 0700: other users cannot read uploads
     try:
-        server = Server(Predictor(checkpoint), settings, root)
+        server = Server(Predictor(checkpoint, preprocessing=settings.face_settings), settings, root)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise

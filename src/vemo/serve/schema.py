@@ -67,6 +67,9 @@ class Health(BaseModel):
     labels: list[str]
     window_s: float
     hop_s: float
+    face: dict[str, str | float | int] = Field(
+        description="how faces are found and cropped: the model's own settings or `vemo serve --set prepare.KEY=VALUE`"
+    )
     max_upload_mb: float
     max_seconds: float
     workers: int
