@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vemo.data.preprocessing.face import detect_all
+from vemo.data.preprocessing.face import _detect
 
 UP, PAD = 4, 96  # 48 -> 192 pixels, then 96 pixels of replicated border on each side
 
@@ -44,7 +44,8 @@ def measure(path: Path) -> tuple[float, float, float] | None:
         return None
     big = cv2.resize(gray, None, fx=UP, fy=UP, interpolation=cv2.INTER_CUBIC)
     big = cv2.copyMakeBorder(big, PAD, PAD, PAD, PAD, cv2.BORDER_REPLICATE)
-    boxes = detect_all(big, min_fraction=4)
+    # the plain pass only: the image is already padded here, and detect_all's own padded try would pad it again
+    boxes = sorted(_detect(big, min_fraction=4), key=lambda b: -b[2] * b[3])
     if not boxes:
         return None
     x, y, w, h = boxes[0]

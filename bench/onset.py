@@ -25,13 +25,16 @@ from vemo.data.loading.loader import load_split
 from vemo.data.loading.prepare import Prepared, load_prepared
 from vemo.data.preprocessing.stills import to_sequences
 from vemo.evaluation.inference import check_frame_size, predict
+from vemo.training.trainer import NEUTRAL
 
 
 def onset_sets(prepared: Prepared, limit: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Expressive val sequences, neutral partner sequences, their labels, and the neutral class index."""
     t = prepared.settings.frames
     x, y = load_split(prepared, "val", expand=False)
-    neutral = list(prepared.labels).index("neutral")
+    if NEUTRAL not in prepared.labels:
+        raise SystemExit(f"{prepared.path}: no {NEUTRAL!r} class to start from ({', '.join(prepared.labels)})")
+    neutral = list(prepared.labels).index(NEUTRAL)
     g = torch.Generator().manual_seed(seed)
     expressive = torch.nonzero(y != neutral).flatten()
     expressive = expressive[torch.randperm(len(expressive), generator=g)[:limit]]
@@ -50,6 +53,8 @@ def main() -> None:
     args = p.parse_args()
     prepared = load_prepared(args.data)
     t = prepared.settings.frames
+    if bad := [k for k in args.ks if not 0 <= k < t]:
+        p.error(f"--ks {bad}: neutral frames must be 0 .. {t - 1} (T = {t}: at least one frame shows the expression)")
     seqs, partners, y, neutral = onset_sets(prepared, args.limit, args.seed)
     print(f"{len(y)} expressive validation images, T = {t}; accuracy / share predicted neutral / accuracy "
           "without the neutral class")  # fmt: skip

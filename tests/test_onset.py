@@ -69,17 +69,24 @@ def test_training_on_stills_gives_onsets_with_the_neutral_class(tmp_path, monkey
     from vemo.training import trainer
 
     _fake_fer(tmp_path / "fer")
-    calls = []
+    calls, changed = [], []
 
     def spy(seqs, labels, neutral, p, gen):
+        out = with_onsets(seqs, labels, neutral, p, gen)
         calls.append((neutral, p, tuple(seqs.shape[1:])))
-        return with_onsets(seqs, labels, neutral, p, gen)
+        changed.append(int((out != seqs).flatten(1).any(1).sum()))
+        return out
 
     monkeypatch.setattr(trainer, "with_onsets", spy)
     cfg = load_config(None, _settings(tmp_path, 0.5))
     prepared = prepare(cfg.prepare, progress=False, log=lambda *_: None)
     trainer.train(cfg, prepared, tmp_path / "run", progress=False, log=lambda *_: None)
     assert calls and all(c == (list(prepared.labels).index("neutral"), 0.5, (6, 48, 48)) for c in calls)
+    assert sum(changed) > 0  # some training sequences did start from neutral
+    one_frame = load_config(None, [*_settings(tmp_path, 0.5), "prepare.frames=1"])
+    prepared = prepare(one_frame.prepare, progress=False, log=lambda *_: None)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        trainer.train(one_frame, prepared, tmp_path / "run1", progress=False, log=lambda *_: None)
 
 
 def test_onset_is_refused_for_clips_and_out_of_range(tiny_synth, tmp_path):

@@ -74,7 +74,7 @@ def test_health_tells_the_model_and_the_limits(client):
     assert (h["max_upload_mb"], h["workers"], h["queue_size"], h["busy"]) == (200.0, 1, 2, 0)
 
 
-def test_face_settings_are_the_models_unless_the_user_sets_them(client, checkpoint, clip, capsys):
+def test_face_settings_are_the_models_unless_the_user_sets_them(client, checkpoint, clip, capsys, monkeypatch):
     own = client.get("/api/health").json()["face"]
     chosen = ServeSettings(face_settings={"margin": own["margin"] + 0.3, "detect_frames": 1})
     with TestClient(create_app(checkpoint, chosen)) as c:
@@ -83,7 +83,8 @@ def test_face_settings_are_the_models_unless_the_user_sets_them(client, checkpoi
         assert post(c, clip).status_code == 200
     with pytest.raises(ValueError, match="face settings only"):
         create_app(checkpoint, ServeSettings(face_settings={"epochs": 3}))
-    assert main(["serve", "--checkpoint", str(checkpoint), "--set", "train.epochs=3"]) == 2  # before listening
+    monkeypatch.setattr("vemo.serve.serve", lambda *a, **k: pytest.fail("serve started despite a bad --set"))
+    assert main(["serve", "--checkpoint", str(checkpoint), "--set", "train.epochs=3"]) == 2
     assert "serve takes face settings only" in capsys.readouterr().err
 
 

@@ -99,7 +99,7 @@ def _face_set_argument(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="prepare.KEY=VALUE",
-        help="a face setting instead of the model's own (prepare.face, detect_frames, margin, frames; repeatable)",
+        help="a face setting instead of the model's own (prepare.face, detect_frames, margin, size, frames)",
     )
 
 

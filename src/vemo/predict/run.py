@@ -60,7 +60,9 @@ class Predictor:
             torch.set_num_threads(threads)
         given = dict(preprocessing or {})
         if unknown := sorted(set(given) - set(FACE_SETTINGS)):
-            raise ValueError(f"predict takes face settings only ({', '.join(FACE_SETTINGS)}), not {', '.join(unknown)}")
+            raise ValueError(
+                f"a model is given face settings only ({', '.join(FACE_SETTINGS)}), not {', '.join(unknown)}"
+            )
         ckpt = load_checkpoint(checkpoint)
         if given.get("size", ckpt.frame_size) != ckpt.frame_size:
             raise ValueError(f"size {given['size']}: the model takes {ckpt.frame_size}x{ckpt.frame_size} frames")

@@ -515,6 +515,8 @@ def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resu
             f"train.onset gives sequences made from stills a {NEUTRAL!r} onset: it needs a stills dataset with a "
             f"{NEUTRAL!r} class (this one: {prepared.kind}, labels {', '.join(prepared.labels)}); set train.onset=0"
         )
+    if cfg.train.onset > 0 and prepared.settings.frames < 2:
+        raise ValueError("train.onset needs sequences of at least 2 frames (prepare.frames) to start one with neutral")
     if cfg.train.channels_last:
         model = to_channels_last(model)
     if d.main:
