@@ -36,9 +36,10 @@ from vemo.data.sources.records import Record, Skipped, access_problem
 from vemo.data.sources.video import ClipError, sample_clip
 from vemo.io import remove_stale_temps
 
-# 6: padded-try boxes kept inside the picture; 5: faces that fill the frame found (padded second try) (FER2013
-# stills are never detected on: their caches change with the version only); 4: portrait videos decoded upright;
-# 3: truncated files skipped, FER2013 CSV line by line
+# 6: padded-try boxes kept inside the picture, centre-crop fallback = the whole shorter side;
+# 5: faces that fill the frame found (padded second try); 4: portrait videos decoded upright;
+# 3: truncated files skipped, FER2013 CSV line by line. (FER2013 stills are never detected on: their
+# caches change with the version only.)
 CACHE_VERSION = 6
 SHOWN_SKIPPED = 20  # skipped files named on the console; the manifest lists all of them
 # Settings that change the cached content; workers and cache location do not.

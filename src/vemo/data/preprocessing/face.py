@@ -7,8 +7,9 @@ models. OpenCV 5 dropped CascadeClassifier, hence the `<5` pin.
 
 Why detect on a few frames only: faces in acted clips barely move, so detecting on `detect_frames`
 evenly spaced frames and interpolating the box between them is as good as per-frame detection at a
-fraction of the cost. When no frame yields a face, the clip falls back to a centre crop and the
-manifest records it, so a user sees how many clips were cropped blindly.
+fraction of the cost. When no frame yields a face, the clip falls back to a centre crop (the centred
+square of the picture's shorter side) and the manifest records it, so a user sees how many clips were
+cropped blindly.
 
 Why a second, padded try: a picture that is all face (a cropped dataset, a close-up) leaves the
 cascade no context and it misses the face; `_detect_in_context` gives the context back.
@@ -85,8 +86,13 @@ def detect_largest(gray: np.ndarray) -> np.ndarray | None:
     return boxes[0] if boxes else None
 
 
-def center_box(shape: tuple[int, int], fraction: float = 0.8) -> np.ndarray:
-    """A centred square covering `fraction` of the shorter side: the fallback when no face is found."""
+def center_box(shape: tuple[int, int], fraction: float = 1.0) -> np.ndarray:
+    """A centred square covering `fraction` of the shorter side: the fallback when no face is found.
+
+    The whole shorter side by default: where even the padded try finds nothing, the picture is most
+    often a face crop the cascade cannot read (a turned or covered face in a cropped dataset), and for a
+    crop that is FER2013's own framing. Zooming in costs accuracy (the default model on 1,000 validation
+    stills: 0.709 at 1.0, 0.679 at 0.9, 0.655 at 0.8; `bench/fallback_crop.py`)."""
     h, w = shape
     side = fraction * min(h, w)
     return np.array([(w - side) / 2, (h - side) / 2, side, side])
