@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from vemo.config import Config, ConfigError, config_from_dict, load_config
 
@@ -44,6 +45,8 @@ def test_shipped_configs_load_and_demo_matches_defaults():
     for path in configs.glob("*.yaml"):
         load_config(path)  # raises on any unknown key or wrong type
     assert load_config(configs / "demo.yaml") == Config()  # the documented demo config is what runs
+    written = yaml.safe_load((configs / "demo.yaml").read_text())
+    assert written == Config().to_dict()  # and it writes every default out, new settings included
 
 
 def test_text_overrides_are_kept_as_typed():
