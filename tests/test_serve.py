@@ -80,7 +80,11 @@ def test_face_settings_are_the_models_unless_the_user_sets_them(client, checkpoi
     with TestClient(create_app(checkpoint, chosen)) as c:
         face = c.get("/api/health").json()["face"]
         assert face == {**own, "margin": pytest.approx(own["margin"] + 0.3), "detect_frames": 1}
-        assert post(c, clip).status_code == 200
+        wider = post(c, clip).json()["windows"]
+    usual = post(client, clip).json()["windows"]
+    assert len(wider) == len(usual)  # same windows; the wider crop the model saw changed its probabilities
+    pairs = zip(wider, usual, strict=True)
+    assert any(a["probabilities"] != pytest.approx(b["probabilities"], abs=1e-6) for a, b in pairs)
     with pytest.raises(ValueError, match="face settings only"):
         create_app(checkpoint, ServeSettings(face_settings={"epochs": 3}))
     monkeypatch.setattr("vemo.serve.serve", lambda *a, **k: pytest.fail("serve started despite a bad --set"))
