@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vemo import __version__
 from vemo.data.sources.video import ClipError
-from vemo.predict.run import Predictor
+from vemo.predict.run import FACE_SETTINGS, Predictor
 from vemo.serve.analyse import CSV_NAME, VIDEO_NAME, Limits, analyse
 from vemo.serve.errors import ServeError
 from vemo.serve.schema import ErrorBody, Health, JobStatus, PredictResult
@@ -129,14 +129,14 @@ class Server:
         return {"csv": f"{base}/{CSV_NAME}", "video": video}
 
     def health(self) -> dict:
-        s, p = self.settings, self.predictor
+        s = self.settings
         return {
             "status": "ok",
             "version": __version__,
             "labels": self.predictor.labels,
             "window_s": s.window_s,
             "hop_s": s.hop_s,
-            "face": {"face": p.face, "margin": p.margin, "frames": p.frames, "detect_frames": p.prepare.detect_frames},
+            "face": {name: getattr(self.predictor.prepare, name) for name in FACE_SETTINGS},
             "max_upload_mb": s.max_upload_mb,
             "max_seconds": s.max_seconds,
             "workers": s.workers,
