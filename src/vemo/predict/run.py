@@ -72,10 +72,25 @@ class Predictor:
         self.labels: list[str] = list(ckpt.labels)
         self.prepare = PrepareConfig(**given)  # the caller's face settings, the model's for the rest
         ckpt.apply_preprocessing(self.prepare, keep=given)
-        self.frames, self.size, self.margin = self.prepare.frames, self.prepare.size, self.prepare.margin
-        self.face = self.prepare.face
         self.stats = ckpt.stats
         self.temperature = ckpt.temperature  # fitted on the validation split: confidences mean what they say
+
+    @property
+    def frames(self) -> int:
+        """T, frames per window (`prepare` is the one record of the face settings; these read it)."""
+        return self.prepare.frames
+
+    @property
+    def size(self) -> int:
+        return self.prepare.size
+
+    @property
+    def margin(self) -> float:
+        return self.prepare.margin
+
+    @property
+    def face(self) -> str:
+        return self.prepare.face
 
     @torch.inference_mode()
     def probabilities(self, clips: np.ndarray) -> np.ndarray:
