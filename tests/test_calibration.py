@@ -73,3 +73,18 @@ def test_checkpoints_of_vemo_0_2_are_refused_in_one_line(tmp_path):
             load_checkpoint(tmp_path / f"{name}.pt")
         assert f"{name}.pt" in str(err.value) and "\n" not in str(err.value)
         assert ("sharpness" in str(err.value)) == (name == "sharp")
+
+
+def test_inference_shows_a_progress_bar_only_when_asked_and_it_changes_nothing(capsys):
+    from vemo.evaluation.inference import predict
+
+    cfg = Config()
+    cfg.model.width, cfg.model.feature_dim, cfg.model.bottleneck_dim, cfg.model.hidden = 8, 32, 16, 24
+    model = model_from_config(cfg.model, 4, 48).eval()
+    x = torch.randint(0, 256, (70, 4, 48, 48), dtype=torch.uint8)
+    stats = {"mean": 0.5, "std": 0.25}
+    quiet = predict(model, x, stats, batch_size=32, temperature=1.5)
+    assert capsys.readouterr().err == ""
+    shown = predict(model, x, stats, batch_size=32, temperature=1.5, progress=True)
+    assert "inference" in (err := capsys.readouterr().err) and "70/70" in err
+    assert torch.equal(quiet["probs"], shown["probs"])

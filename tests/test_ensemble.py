@@ -94,6 +94,18 @@ def test_cli_ensemble_writes_a_checkpoint_that_predict_reads(tmp_path, capsys):
     assert probs.shape == (2, len(LABELS)) and abs(float(probs.sum()) - 2) < 1e-5
 
 
+def test_shipping_an_ensemble_reports_what_it_is_not_a_made_up_accuracy(tmp_path, capsys):
+    # an ensemble has no epoch and no val accuracy of its own: `ship` says so rather than "0.000"
+    (a, _), (b, _) = tiny(tmp_path, "a.pt", 0, temperature=1.2), tiny(tmp_path, "b.pt", 1)
+    assert cli(["ensemble", "--checkpoints", str(a), str(b), "--out", str(tmp_path / "e.pt")]) == 0
+    capsys.readouterr()
+    assert cli(["ship", "--checkpoint", str(tmp_path / "e.pt"), "--out", str(tmp_path / "s.pt")]) == 0
+    line = capsys.readouterr().out
+    assert "ensemble of cnn_ae_lstm + cnn_ae_lstm" in line and "no val accuracy recorded" in line
+    assert "epoch" not in line and "0.000" not in line
+    assert load_checkpoint(tmp_path / "s.pt").resume is None
+
+
 def test_an_ensemble_exports_to_onnx_at_any_batch_size(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     import numpy as np

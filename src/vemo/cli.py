@@ -156,7 +156,9 @@ def cmd_ship(args) -> None:
 
     check_writable(Path(args.out).parent)
     ckpt = ship_checkpoint(args.checkpoint, args.out)
-    print(f"wrote {args.out} (epoch {ckpt.epoch}, val accuracy {ckpt.val_acc or 0:.3f}, stats {ckpt.stats})")
+    epoch = f", epoch {ckpt.epoch}" if ckpt.epoch is not None else ""
+    acc = f"val accuracy {ckpt.val_acc:.3f}" if ckpt.val_acc is not None else "no val accuracy recorded"
+    print(f"wrote {args.out} ({ckpt.model_name}{epoch}, {acc}, temperature {ckpt.temperature:.3f})")
 
 
 def cmd_ensemble(args) -> None:

@@ -59,7 +59,9 @@ def default_split(ckpt: Checkpoint, prepared: Prepared) -> str:
     return "test" if same else "all"
 
 
-def _predictions(ckpt: Checkpoint, model, prepared: Prepared, x, y, items, perturbation=None) -> dict:
+def _predictions(
+    ckpt: Checkpoint, model, prepared: Prepared, x, y, items, perturbation=None, progress: bool = False
+) -> dict:
     """Probabilities over the classes both sides know, for the clips whose class the model knows."""
     model_labels, data_labels = list(ckpt.labels), list(prepared.labels)
     mapping = label_mapping(model_labels, data_labels)
@@ -69,7 +71,7 @@ def _predictions(ckpt: Checkpoint, model, prepared: Prepared, x, y, items, pertu
         x = perturb(x, *perturbation)
     labels = mapping["evaluated"]
     cols = [model_labels.index(lab) for lab in labels]
-    result = predict(model, x, ckpt.stats, temperature=ckpt.temperature)
+    result = predict(model, x, ckpt.stats, temperature=ckpt.temperature, progress=progress)
     probs = result["probs"].numpy()[:, cols]
     probs = probs / probs.sum(1, keepdims=True).clip(min=1e-12)
     raw = torch.softmax(result["logits"][:, cols], dim=1).numpy()  # temperature 1, for the calibration figures
@@ -122,9 +124,11 @@ def evaluate(
     split: str | None = "test",
     log=print,
     device: str = "cpu",
+    progress: bool = False,
 ) -> dict:
     """Evaluate on `split` (None: `default_split`); writes metrics.json, confusion.png, predictions.csv and
-    embeddings.npz (clip embeddings, labels, attention weights and a few frames, for the report's figures)."""
+    embeddings.npz (clip embeddings, labels, attention weights and a few frames, for the report's figures).
+    `progress`: a bar over the inference."""
     out = check_writable(out_dir)  # before any inference: a long evaluation never ends in a failed write
     ckpt, model, split, x, y, items = _load(checkpoint, prepared, split, log, device)
     same_dataset = ckpt.preprocessing.dataset == prepared.settings.dataset
@@ -133,7 +137,7 @@ def evaluate(
             "warning: the data was prepared differently from the training data (frames may look different, "
             "and 'test' may not be the actors held out in training): " + "; ".join(diffs)
         )
-    p = _predictions(ckpt, model, prepared, x, y, items)
+    p = _predictions(ckpt, model, prepared, x, y, items, progress=progress)
     mapping = p["mapping"]
     if mapping["data_only"] or mapping["model_only"]:
         log(
@@ -310,7 +314,7 @@ def evaluate_command(
     if out_dir != base:
         log(f"not the run's own test split: writing to {out_dir} (the run's own results stay as they are)")
     with folder_lock(out_dir, "vemo evaluate", log=log):
-        metrics = evaluate(checkpoint, prepared, out_dir, split=split, log=log, device=device)
+        metrics = evaluate(checkpoint, prepared, out_dir, split=split, log=log, device=device, progress=progress)
         log(f"metrics: {out_dir / 'metrics.json'}")
         if perturb:
             kinds = {k: (levels or DEFAULT_LEVELS[k]) for k in perturb}
