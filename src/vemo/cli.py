@@ -174,7 +174,7 @@ def cmd_calibrate(args) -> None:
     from vemo.data.loading.prepare import load_prepared
     from vemo.evaluation.calibration import calibrate_checkpoint
 
-    calibrate_checkpoint(args.checkpoint, load_prepared(args.data), args.split)
+    calibrate_checkpoint(args.checkpoint, load_prepared(args.data), args.split, progress=True)
 
 
 def cmd_export(args) -> None:

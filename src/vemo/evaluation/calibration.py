@@ -63,9 +63,12 @@ def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int
     )
 
 
-def calibrate_checkpoint(checkpoint: str | Path, prepared: Prepared, split: str = "val", log=print) -> dict:
+def calibrate_checkpoint(
+    checkpoint: str | Path, prepared: Prepared, split: str = "val", log=print, progress: bool = False
+) -> dict:
     """Fit the temperature of `checkpoint` on `split` of the data it was trained on and store it in the
-    checkpoint file (atomically). Returns what is stored: T, the split, its size, NLL and ECE before/after."""
+    checkpoint file (atomically). Returns what is stored: T, the split, its size, NLL and ECE before/after.
+    `progress`: a bar over the inference."""
     if str(checkpoint) in SHIPPED:
         raise CheckpointError(f"{checkpoint!r} is a shipped model: calibrate a copy of it (vemo ship), not the package")
     if split not in ("val", "train"):
@@ -78,7 +81,7 @@ def calibrate_checkpoint(checkpoint: str | Path, prepared: Prepared, split: str 
         raise ValueError(f"cannot calibrate: the {split!r} split of {prepared.path} is empty")
     if list(prepared.labels) != ckpt.labels:
         raise ValueError(f"cannot calibrate on {prepared.path}: its labels differ from the checkpoint's")
-    logits = predict(ckpt.build_model(), x, ckpt.stats)["logits"]
+    logits = predict(ckpt.build_model(), x, ckpt.stats, progress=progress)["logits"]
     t = fit_temperature(logits, y)
     before, after = torch.softmax(logits, 1).numpy(), torch.softmax(logits / t, 1).numpy()
     calibration = {
