@@ -137,3 +137,17 @@ def test_a_damaged_member_record_is_refused_in_one_line(tmp_path):
     atomic_save({**data, "members": [data["members"][0], bad]}, tmp_path / "typo.pt")
     with pytest.raises(CheckpointError, match="typo.pt: an ensemble member's config does not fit"):
         load_checkpoint(tmp_path / "typo.pt")
+
+
+def test_a_shipped_member_is_recorded_by_its_file_and_hash_not_only_its_name(tmp_path):
+    # `default` names another model after each release: the record must still say which weights it was
+    import hashlib
+
+    from vemo.checkpoint import SHIPPED, WEIGHTS
+
+    copy = tmp_path / "fast_copy.pt"
+    copy.write_bytes((WEIGHTS / SHIPPED["fast"]).read_bytes())
+    ens = combine_checkpoints(["fast", copy], log=lambda *_: None)
+    digest = hashlib.sha256(copy.read_bytes()).hexdigest()[:16]
+    assert ens.members[0].source.startswith(f"fast ({SHIPPED['fast']} of vemo ") and digest in ens.members[0].source
+    assert ens.members[1].source == str(copy)

@@ -13,6 +13,7 @@ plain-value layout for `atomic_save`.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import re
 import zipfile
@@ -338,6 +339,17 @@ def ship_checkpoint(src: str | Path, out: str | Path) -> Checkpoint:
 SHARED_PREPROCESSING = ("frames", "size", "face", "detect_frames", "margin", "dataset", "target")
 
 
+def member_source(name: str | Path) -> str:
+    """How an ensemble records a member: the path as given, or for a shipped name (whose file changes
+    with each release) the name, the file, this vemo's version and the file's SHA-256 prefix, so the
+    record still identifies the weights after `default` has become another model."""
+    if str(name) not in SHIPPED:
+        return str(name)
+    path = resolve_checkpoint(name)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return f"{name} ({path.name} of vemo {__version__}, sha256 {digest})"
+
+
 def combine_checkpoints(sources: Sequence[str | Path], flip_average: bool | None = None, log=print) -> Checkpoint:
     """One checkpoint that averages the calibrated probabilities of `sources` (see models/ensemble.py).
     `flip_average` True/False sets every member's `model.flip_average` (None: each keeps its own).
@@ -372,5 +384,5 @@ def combine_checkpoints(sources: Sequence[str | Path], flip_average: bool | None
         stats=first.stats,
         kind=first.kind,
         vemo_version=__version__,
-        members=[Member(c.config, src) for src, c in ckpts.items()],  # as the caller named it
+        members=[Member(c.config, member_source(src)) for src, c in ckpts.items()],
     )
