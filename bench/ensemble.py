@@ -12,7 +12,6 @@ choice of members is made here and never on a test split. The members' probabili
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 from pathlib import Path
 
@@ -22,11 +21,12 @@ from vemo.checkpoint import load_checkpoint, resolve_checkpoint
 from vemo.data.loading.loader import load_split
 from vemo.data.loading.prepare import Prepared, load_prepared
 from vemo.evaluation.inference import check_frame_size, predict
+from vemo.provenance import file_sha256
 
 
 def member_probs(name: str, prepared: Prepared, x: torch.Tensor, split: str, keep: Path) -> torch.Tensor:
     """(N, C) calibrated probabilities of one checkpoint on the split's clips `x`, cached by the file's bytes."""
-    digest = hashlib.sha256(resolve_checkpoint(name).read_bytes()).hexdigest()[:16]
+    digest = file_sha256(resolve_checkpoint(name))[:16]
     cached = keep / f"{Path(prepared.path).name}-{split}-{digest}.pt"
     if cached.exists():
         return torch.load(cached, weights_only=True)

@@ -13,7 +13,6 @@ plain-value layout for `atomic_save`.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import zipfile
@@ -31,6 +30,7 @@ from vemo.data.sources.video import LFS_MAGIC
 from vemo.io import atomic_write
 from vemo.models.ensemble import Ensemble
 from vemo.models.registry import model_from_config
+from vemo.provenance import file_sha256
 
 
 class CheckpointError(RuntimeError):
@@ -346,8 +346,7 @@ def member_source(name: str | Path) -> str:
     if str(name) not in SHIPPED:
         return str(name)
     path = resolve_checkpoint(name)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return f"{name} ({path.name} of vemo {__version__}, sha256 {digest})"
+    return f"{name} ({path.name} of vemo {__version__}, sha256 {file_sha256(path)[:16]})"
 
 
 def combine_checkpoints(sources: Sequence[str | Path], flip_average: bool | None = None, log=print) -> Checkpoint:
