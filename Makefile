@@ -34,8 +34,8 @@ demo: setup
 	$(PRELOAD) $(BIN)/vemo demo
 
 lint: setup
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 test: lint
 	$(PRELOAD) $(BIN)/pytest

@@ -10,7 +10,7 @@ import torch
 from vemo.config import PrepareConfig, load_config
 from vemo.data.loading.loader import iterate
 from vemo.data.loading.prepare import load_prepared, prepare
-from vemo.training.distributed import launch
+from vemo.training.distributed import inference_device, launch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,6 +24,12 @@ def test_shards_are_disjoint_and_cover_the_epoch():
         assert len(batches) == 2  # 23 -> 21 samples, 7 per process, batches of 4 + 3
         seen += [int(v) for xb, _ in batches for v in xb.view(-1)]
     assert len(seen) == len(set(seen)) == 21
+
+
+def test_a_run_calibrates_and_evaluates_where_it_trained():
+    assert inference_device("cpu") == "cpu"
+    assert inference_device("cuda") == "cuda"
+    assert inference_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 CASES = ("pretrain", "joint", "joint-frozen-encoder", "joint-no-reconstruction")

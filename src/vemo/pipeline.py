@@ -17,6 +17,7 @@ from vemo.evaluation.calibration import calibrate_checkpoint
 from vemo.evaluation.evaluate import evaluate
 from vemo.io import OutputError, folder_lock, write_json
 from vemo.reporting.report import write_report
+from vemo.training.distributed import inference_device
 from vemo.training.trainer import train
 
 
@@ -64,15 +65,16 @@ def train_evaluate_report(
     result = train(cfg, prepared, out, progress=progress, log=log, resume=resume)  # it writes the run's records
     if not main_process:
         return {}
+    device = inference_device(cfg.train.device)
     # the temperature is fitted on val, which selected the checkpoint too; test never sees either choice
-    calibrate_checkpoint(result.best_checkpoint, prepared, "val", log=log)
+    calibrate_checkpoint(result.best_checkpoint, prepared, "val", log=log, device=device)
     has_test = len(prepared.indices("test")) > 0
     split = "test" if has_test and score_test else "val"
     if split == "val":
         why = "--no-test: the test split is left unscored" if has_test else "no test split in this data"
         log(f"\n{why}: evaluating on val, which also selected the checkpoint (optimistic)")
     log(f"\n{split} set:")
-    metrics = evaluate(result.best_checkpoint, prepared, out, split=split, log=log)
+    metrics = evaluate(result.best_checkpoint, prepared, out, split=split, log=log, device=device)
     report = write_report(out)
     log(f"\nreport: {report}")
     return metrics

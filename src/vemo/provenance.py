@@ -30,12 +30,21 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _version(module: str) -> str | None:
+    """A package's version, None when it is not installed (PyAV is needed for video only: a stills run
+    on a machine without it records that rather than failing)."""
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
 def environment(data_manifest: str | Path | None = None) -> dict:
-    import av
     import cv2
     import numpy
     import torch
 
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "vemo": __version__,
         "git_commit": _git_commit(),
@@ -44,11 +53,12 @@ def environment(data_manifest: str | Path | None = None) -> dict:
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "opencv": cv2.__version__,
-        "av": av.__version__,
+        "av": _version("av"),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,  # which card gave a GPU run's figures
         "allocator_preload": os.environ.get("LD_PRELOAD", ""),
         "data_manifest_sha256": file_sha256(data_manifest) if data_manifest else None,
     }

@@ -20,6 +20,7 @@ from vemo.checkpoint import SHIPPED, CheckpointError, load_checkpoint, resolve_c
 from vemo.data.loading.loader import load_split
 from vemo.data.loading.prepare import Prepared
 from vemo.evaluation.inference import check_frame_size, predict
+from vemo.training.distributed import resolve_device
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -64,11 +65,17 @@ def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int
 
 
 def calibrate_checkpoint(
-    checkpoint: str | Path, prepared: Prepared, split: str = "val", log=print, progress: bool = False
+    checkpoint: str | Path,
+    prepared: Prepared,
+    split: str = "val",
+    log=print,
+    progress: bool = False,
+    device: str = "cpu",
 ) -> dict:
     """Fit the temperature of `checkpoint` on `split` of the data it was trained on and store it in the
     checkpoint file (atomically). Returns what is stored: T, the split, its size, NLL and ECE before/after.
-    `progress`: a bar over the inference."""
+    `progress`: a bar over the inference; `device`: where the model runs (a run trained on a GPU
+    calibrates there)."""
     if str(checkpoint) in SHIPPED:
         raise CheckpointError(f"{checkpoint!r} is a shipped model: calibrate a copy of it (vemo ship), not the package")
     if split not in ("val", "train"):
@@ -81,7 +88,7 @@ def calibrate_checkpoint(
         raise ValueError(f"cannot calibrate: the {split!r} split of {prepared.path} is empty")
     if list(prepared.labels) != ckpt.labels:
         raise ValueError(f"cannot calibrate on {prepared.path}: its labels differ from the checkpoint's")
-    logits = predict(ckpt.build_model(), x, ckpt.stats, progress=progress)["logits"]
+    logits = predict(ckpt.build_model().to(resolve_device(device)), x, ckpt.stats, progress=progress)["logits"]
     t = fit_temperature(logits, y)
     before, after = torch.softmax(logits, 1).numpy(), torch.softmax(logits / t, 1).numpy()
     calibration = {

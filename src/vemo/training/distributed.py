@@ -85,6 +85,13 @@ def device_for(d: Dist, choice: str = "auto") -> torch.device:
     return torch.device(f"cuda:{d.local_rank}") if _uses_cuda(choice) else torch.device("cpu")
 
 
+def inference_device(choice: str = "auto") -> str:
+    """Where a run's own calibration and evaluation go after training: where it trained (rank 0's GPU
+    after a data-parallel GPU run), since on a GPU machine these passes would otherwise take minutes
+    on the CPU."""
+    return "cuda" if _uses_cuda(choice) else "cpu"
+
+
 def data_parallel(module: nn.Module, d: Dist, device: torch.device, idle=()) -> nn.Module:
     """`module` wrapped in DistributedDataParallel when several processes train; `module` itself alone.
 

@@ -1,7 +1,9 @@
 """Clip-level augmentation on batches of normalised frames (B, T, S, S).
 
 One random transform per clip, identical for all its frames, so augmentation never invents motion
-that the temporal model could mistake for expression dynamics.
+that the temporal model could mistake for expression dynamics. The random numbers come from a CPU
+generator and the pixel work runs where the batch is: a run is reproducible from its seed whether it
+trains on the CPU or on a GPU, and a GPU is not held up by CPU-side image warping.
 """
 
 from __future__ import annotations
@@ -33,12 +35,12 @@ def augment_clips(
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = cos * flip, -sin, u(-max_shift, max_shift) * 2
     theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = sin * flip, cos, u(-max_shift, max_shift) * 2
-    theta = theta.repeat_interleave(t, dim=0)
+    theta = theta.repeat_interleave(t, dim=0).to(x.device)
     frames = x.reshape(b * t, 1, h, w)
     grid = F.affine_grid(theta, list(frames.shape), align_corners=False)
     out = F.grid_sample(frames, grid, padding_mode="border", align_corners=False).reshape(b, t, h, w)
-    gain = (1.0 + u(-max_gain, max_gain)).view(b, 1, 1, 1)
-    bias = u(-max_gain, max_gain).view(b, 1, 1, 1)
+    gain = (1.0 + u(-max_gain, max_gain)).view(b, 1, 1, 1).to(x.device)
+    bias = u(-max_gain, max_gain).view(b, 1, 1, 1).to(x.device)
     return out * gain + bias
 
 

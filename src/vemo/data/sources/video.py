@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 
 from vemo.data.sources.formats import IMAGE_EXTENSIONS
+
+if TYPE_CHECKING:  # PyAV is imported where a video is opened: stills-only work runs without it
+    import av
 
 LFS_MAGIC = b"version https://git-lfs"
 
@@ -88,6 +91,8 @@ def declared_frames(container: av.container.InputContainer, stream: av.video.str
     if stream.duration is not None and stream.time_base:
         seconds = float(stream.duration * stream.time_base)
     elif container.duration:
+        import av
+
         seconds = container.duration / av.time_base
     else:
         return None
@@ -102,6 +107,8 @@ def iter_video(path: str | Path, facts: dict | None = None) -> Iterator[tuple[av
     frame count the container declares (`declared`) and the error that ended decoding early (`error`),
     so a caller can tell a truncated file from a complete one.
     """
+    import av
+
     check_file(path)
     facts = {} if facts is None else facts
     n = 0

@@ -1,0 +1,348 @@
+"""FER2013 members trained on a lent GPU inside one short lease: `pack` here, `run` there, `fetch` back.
+
+Why a script: a GPU machine is lent to some sessions only, for about 15 minutes of device time in all
+(its start included), with PyTorch but no PyAV, no network, and a 64 MiB limit on the files that travel
+(the repository included) and on those that come back (16 MiB a file, 8 files). So:
+
+- `pack` (on the CPU machine) keeps the training and validation images of a prepared FER2013 cache as
+  their original JPEG bytes: one header shared by all 28,709 files (checked) and each file's scan,
+  about 36 MB, lossless with respect to the pixels vemo trained on (checked image by image), plus the
+  cache's manifest without the test items (PublicTest never travels, so it cannot be used there). The
+  pack is written in parts (`.gpu/part1`, `.gpu/part2`, ...) so it can travel in more than one call
+  when the repository leaves too little room for all of it at once.
+- `run` (on the GPU machine) rebuilds the cache and checks its pixels against the packed digest; runs
+  every member for one pretraining epoch and one sequence epoch, all at once, to measure what an epoch
+  and a run's fixed costs take on this card; fits as many pretraining epochs as the time budget leaves
+  (at most the config's); trains the members at once (`vemo train`, seeds 0..K-1; K is 1 unless
+  `--models` says more: one longer-trained model beats two shorter ones as long as the epochs, not the
+  seeds, are what is short), then gives each the onset epoch (`configs/fer2013_gpu_onset.yaml`); and
+  leaves each member's `best.pt` under OUT in parts of 15 MiB, with `plan.json` (card, timings, epochs,
+  digests) and the runs' text records in `runs.tar.gz`.
+- `fetch` (on the CPU machine) joins the parts, checks their digests and unpacks the records.
+
+  .venv/bin/python scripts/gpu_fer2013.py pack --data cache/fer2013-2fc7fb3bba7557d4 --out .gpu --parts 2
+  (device) python3 scripts/gpu_fer2013.py run --pack .gpu/part1 .gpu/part2 --out $OUT --budget 500
+  .venv/bin/python scripts/gpu_fer2013.py fetch --src FILES_AT --out runs/gpu-fer2013
+
+Each device call carries the repository too, and both must fit in 64 MiB: with today's repository
+(29 MiB) one call carries `.gpu` whole. When it has grown too much for that, send the pack in two calls
+on the same machine, the second at once (a machine stays warm for 30 s): the first carries `.gpu/part1`
+and runs `mkdir -p .gpu-store && cp -r .gpu/part1 .gpu-store/` (an ignored folder, kept between
+calls), the second carries `.gpu/part2` and runs with `--pack .gpu-store/part1 .gpu/part2`. Give the
+call a timeout ~50 s above `--budget`, which counts from the script's start.
+
+Nothing here is needed to use vemo; it is how the project turns a short GPU lease into models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+PACK_NAME = "fer2013.pack"
+PART_BYTES = 15 * 2**20  # what comes back from the device: under its 16 MiB limit per file
+SPLITS = ("train", "val")
+RECORDS = (".csv", ".json", ".yaml", ".log", ".md")  # the runs' text records come back; figures are remade here
+
+
+def _jpeg_split(data: bytes) -> tuple[bytes, bytes]:
+    """(header up to and including the start-of-scan segment, the entropy-coded scan and end marker)."""
+    sos = data.index(b"\xff\xda")
+    end = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+    return data[:end], data[end:]
+
+
+def _decode(header: bytes, scan: np.ndarray) -> np.ndarray:
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(header + scan.tobytes(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise ValueError("a packed image does not decode")
+    return image
+
+
+def _source(item: dict, root: Path | None) -> Path:
+    path = Path(item["source"])
+    return path if root is None or path.is_absolute() else root / path
+
+
+# ---- pack (CPU machine) ------------------------------------------------------------------------------
+
+
+def pack(data: Path, out: Path, parts: int, root: Path | None, every: int = 1) -> None:
+    manifest = json.loads((data / "manifest.json").read_text())
+    frames = np.load(data / "frames.npy", mmap_mode="r")
+    if manifest.get("kind") != "stills" or frames.shape[1:] != (1, 48, 48):
+        raise SystemExit(f"{data}: not a prepared FER2013 cache of 48x48 stills (kind {manifest.get('kind')})")
+    keep = [i for i, item in enumerate(manifest["items"]) if item["split"] in SPLITS][::every]
+    header, scans, offsets = None, [], [0]
+    for n, i in enumerate(keep):
+        src = _source(manifest["items"][i], root)
+        head, scan = _jpeg_split(src.read_bytes())
+        if header is None:
+            header = head
+        if head != header:
+            raise SystemExit(f"{src}: its JPEG header differs from the others; this packer assumes one shared header")
+        if not np.array_equal(_decode(header, np.frombuffer(scan, np.uint8)), frames[i, 0]):
+            raise SystemExit(f"{src}: decoding it does not give the cached pixels; re-run `vemo prepare`")
+        scans.append(scan)
+        offsets.append(offsets[-1] + len(scan))
+        if n % 5000 == 0:
+            print(f"packed {n}/{len(keep)}", flush=True)
+    kept = dict(manifest, items=[manifest["items"][i] for i in keep])
+    kept["counts"] = {s: {} for s in SPLITS}
+    for item in kept["items"]:
+        kept["counts"][item["split"]][item["label"]] = kept["counts"][item["split"]].get(item["label"], 0) + 1
+    kept["packed_by"] = "scripts/gpu_fer2013.py: train and val items only; the test split does not travel"
+    pixels = np.ascontiguousarray(frames[keep])
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        header=np.frombuffer(header, np.uint8),
+        scans=np.frombuffer(b"".join(scans), np.uint8),
+        offsets=np.asarray(offsets, np.int64),
+        manifest=np.frombuffer(zlib.compress(json.dumps(kept).encode(), 9), np.uint8),
+        pixels_sha256=np.asarray(hashlib.sha256(pixels.tobytes()).hexdigest()),
+    )
+    blob = buf.getvalue()
+    size = math.ceil(len(blob) / parts)
+    for k in range(parts):
+        folder = out / f"part{k + 1}"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{PACK_NAME}.{k:02d}.tmp"
+        tmp.write_bytes(blob[k * size : (k + 1) * size])
+        tmp.replace(folder / f"{PACK_NAME}.{k:02d}")
+    print(f"{len(keep)} images, {len(blob) / 2**20:.1f} MiB in {parts} part(s) under {out}/part*/")
+
+
+# ---- run (GPU machine) -------------------------------------------------------------------------------
+
+
+class Log:
+    def __init__(self, path: Path):
+        self.fh = path.open("a")
+
+    def __call__(self, text: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {text}"
+        print(line, flush=True)
+        self.fh.write(line + "\n")
+        self.fh.flush()
+
+
+def unpack(folders: list[Path], cache: Path, log: Log) -> dict:
+    """Rebuild frames.npy and manifest.json from the pack's parts; report whether the pixels match."""
+    names = sorted(p for folder in folders for p in folder.glob(f"{PACK_NAME}.*"))
+    if not names:
+        raise SystemExit(f"no {PACK_NAME}.* under {', '.join(map(str, folders))}")
+    z = np.load(io.BytesIO(b"".join(p.read_bytes() for p in names)))
+    header, scans, offsets = z["header"].tobytes(), z["scans"], z["offsets"]
+    frames = np.stack([_decode(header, scans[a:b]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)])
+    frames = frames[:, None]
+    digest = hashlib.sha256(frames.tobytes()).hexdigest()
+    match = digest == str(z["pixels_sha256"])
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(cache / "frames.npy", frames)
+    (cache / "manifest.json").write_text(zlib.decompress(z["manifest"].tobytes()).decode())
+    log(f"unpacked {len(frames)} images from {len(names)} part(s); pixels as packed: {match}")
+    return {"images": len(frames), "parts": [p.name for p in names], "pixels_match": match}
+
+
+def _train(cache: Path, config: str, out: Path, seed: int, threads: int, sets: list[str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "vemo.cli", "train", "--config", str(REPO / config), "--data", str(cache)]
+    cmd += ["--out", str(out), "--no-test", "--quiet"]
+    for s in [f"train.seed={seed}", f"train.threads={threads}", *sets]:
+        cmd += ["--set", s]
+    path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(cmd, env=env, stdout=(out.parent / f"{out.name}.log").open("w"), stderr=subprocess.STDOUT)
+
+
+def _wait(procs: list[subprocess.Popen], deadline: float, log: Log) -> bool:
+    """Wait for every process; past the deadline, stop them all. True when all ended well."""
+    while any(p.poll() is None for p in procs):
+        if time.time() > deadline:
+            log("deadline reached: stopping the runs still going")
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(30)
+            return False
+        time.sleep(1)
+    return all(p.returncode == 0 for p in procs)
+
+
+def _epoch_seconds(run: Path) -> tuple[float, float]:
+    """(pretraining, sequence) seconds of a run's first epoch of each, from its history.csv."""
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    pre = [float(r["seconds"]) for r in rows if r["stage"] == "pretrain"]
+    seq = [float(r["seconds"]) for r in rows if r["stage"] != "pretrain"]
+    return pre[0], seq[0]
+
+
+def plan_epochs(pre: float, seq: float, fixed: float, left: float, ceiling: int) -> int:
+    """Pretraining epochs that fit in `left` seconds: what is left after the main run's and the onset
+    run's fixed costs (`fixed` each: start, validation, calibration, report) and their two sequence
+    epochs, at `pre` seconds an epoch plus 10 % for its validation pass; at most `ceiling`."""
+    return max(0, min(ceiling, int((left - 2 * fixed - 2 * seq) / (1.1 * pre))))
+
+
+def run(args) -> None:
+    started = time.time()
+    deadline = started + args.budget
+    out, work = Path(args.out), Path(args.work)
+    out.mkdir(parents=True, exist_ok=True)
+    log = Log(out / "driver.log")
+    import torch
+
+    plan = {
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "budget_s": args.budget,
+        "models": args.models,
+        "config": args.config,
+        "onset_config": args.onset_config,
+    }
+    log(f"card: {plan['gpu']}; torch {plan['torch']}; budget {args.budget} s; {args.models} member(s)")
+    plan["data"] = unpack([Path(p) for p in args.pack], work / "cache", log)
+    cache, k, threads = work / "cache", args.models, max(1, (os.cpu_count() or 2) // args.models)
+    sets = list(args.set)
+
+    # 1. measure: every member one pretraining epoch and one sequence epoch, at once
+    t0 = time.time()
+    once = [*sets, "train.pretrain_epochs=1"]
+    probes = [_train(cache, args.config, work / f"probe{i}", i, threads, once) for i in range(k)]
+    if not _wait(probes, deadline, log):
+        raise SystemExit(f"the measuring runs failed: see {work}/probe*.log")
+    wall = time.time() - t0
+    pre, seq = (max(v) for v in zip(*(_epoch_seconds(work / f"probe{i}") for i in range(k)), strict=True))
+    fixed = max(0.0, wall - pre - seq)
+    left = deadline - time.time() - args.reserve
+    epochs = plan_epochs(pre, seq, fixed, left, args.max_epochs)
+    plan["measured"] = {"pretrain_epoch_s": pre, "sequence_epoch_s": seq, "fixed_s": fixed, "left_s": left}
+    plan["pretrain_epochs"] = epochs
+    log(f"measured with {k} at once: pretraining epoch {pre:.1f} s, sequence epoch {seq:.1f} s, fixed {fixed:.0f} s")
+    log(f"{left:.0f} s left for training: {epochs} pretraining epochs each")
+    _write_json(out / "plan.json", plan)
+    if epochs < args.min_epochs:
+        raise SystemExit(f"only {epochs} epochs fit (< {args.min_epochs}): not worth a member; nothing trained")
+
+    # 2. train the members, then their onset epochs
+    mains = [
+        _train(cache, args.config, work / f"seed{i}", i, threads, [*sets, f"train.pretrain_epochs={epochs}"])
+        for i in range(k)
+    ]
+    ok = _wait(mains, deadline - fixed - seq - 20, log)  # what the onset runs need must stay
+    log(f"members trained: {ok} ({time.time() - started:.0f} s since start)")
+    onsets = [
+        _train(cache, args.onset_config, work / f"onset{i}", i, threads, [*sets, f"train.init_from={best}"])
+        for i, best in ((i, work / f"seed{i}" / "best.pt") for i in range(k))
+        if best.exists()
+    ]
+    ok = _wait(onsets, deadline - 20, log) and ok
+    log(f"onset epochs done: {ok} ({time.time() - started:.0f} s since start)")
+
+    # 3. bring back: each member's final weights in parts, the records in one archive
+    plan["members"] = {}
+    for i in range(k):
+        best = next((p for p in (work / f"onset{i}/best.pt", work / f"seed{i}/best.pt") if p.exists()), None)
+        if best is None:
+            continue
+        blob = best.read_bytes()
+        names = []
+        for j in range(math.ceil(len(blob) / PART_BYTES)):
+            names.append(f"member{i}.pt.{j}")
+            (out / names[-1]).write_bytes(blob[j * PART_BYTES : (j + 1) * PART_BYTES])
+        plan["members"][f"member{i}"] = {
+            "from": str(best.relative_to(work)),
+            "sha256": hashlib.sha256(blob).hexdigest(),
+            "parts": names,
+        }
+    with tarfile.open(out / "runs.tar.gz", "w:gz") as tar:
+        for path in sorted(work.rglob("*")):
+            if path.suffix in RECORDS and "cache" not in path.relative_to(work).parts:
+                tar.add(path, arcname=str(path.relative_to(work)))
+    plan["seconds"] = time.time() - started
+    plan["all_ended_well"] = ok
+    _write_json(out / "plan.json", plan)
+    log(f"done in {plan['seconds']:.0f} s; members back: {', '.join(plan['members']) or 'none'}")
+
+
+def _write_json(path: Path, value: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    tmp.replace(path)
+
+
+# ---- fetch (CPU machine) -----------------------------------------------------------------------------
+
+
+def fetch(src: Path, out: Path) -> None:
+    plan = json.loads((src / "plan.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    for name, member in plan.get("members", {}).items():
+        blob = b"".join((src / part).read_bytes() for part in member["parts"])
+        if hashlib.sha256(blob).hexdigest() != member["sha256"]:
+            raise SystemExit(f"{name}: its parts do not join into the file that was sent (SHA-256 differs)")
+        target = out / name / "best.pt"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(blob)
+        tmp.replace(target)
+        print(f"{target} ({len(blob) / 2**20:.1f} MiB, {member['from']})")
+    if (src / "runs.tar.gz").exists():
+        with tarfile.open(src / "runs.tar.gz") as tar:
+            tar.extractall(out / "records", filter="data")
+    shutil.copy(src / "plan.json", out / "plan.json")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("pack", help="on the CPU machine: a prepared FER2013 cache -> .gpu/part*/")
+    a.add_argument("--data", type=Path, required=True, help="the prepared cache (`vemo prepare` printed it)")
+    a.add_argument("--out", type=Path, default=Path(".gpu"))
+    a.add_argument("--parts", type=int, default=2, help="folders to split the pack into (one per device call)")
+    a.add_argument("--root", type=Path, default=None, help="where the cache's relative source paths start")
+    a.add_argument("--every", type=int, default=1, help="keep every N-th image only: a quick rehearsal on the CPU")
+    b = sub.add_parser("run", help="on the GPU machine: measure, train K members, leave them under --out")
+    b.add_argument("--pack", nargs="+", required=True, help="folders holding the pack's parts")
+    b.add_argument("--out", required=True, help="what comes back (the device's $OUT)")
+    b.add_argument("--work", default="/tmp/vemo-gpu", help="runs and the rebuilt cache")
+    b.add_argument("--budget", type=float, default=500, help="seconds from start to the last file written")
+    b.add_argument("--reserve", type=float, default=40, help="seconds kept back for bringing the files back")
+    b.add_argument("--models", type=int, default=1, help="members trained at once (seeds 0..K-1)")
+    b.add_argument("--config", default="configs/fer2013_gpu.yaml")
+    b.add_argument("--onset-config", default="configs/fer2013_gpu_onset.yaml")
+    b.add_argument("--max-epochs", type=int, default=300)
+    b.add_argument("--min-epochs", type=int, default=20)
+    b.add_argument("--set", action="append", default=[], help="more config overrides for every run")
+    c = sub.add_parser("fetch", help="on the CPU machine: join the parts that came back")
+    c.add_argument("--src", type=Path, required=True, help="the folder the device's files landed in")
+    c.add_argument("--out", type=Path, default=Path("runs/gpu-fer2013"))
+    args = p.parse_args(argv)
+    if args.command == "pack":
+        pack(args.data, args.out, args.parts, args.root, args.every)
+    elif args.command == "run":
+        run(args)
+    else:
+        fetch(args.src, args.out)
+
+
+if __name__ == "__main__":
+    main()
