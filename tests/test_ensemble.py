@@ -106,6 +106,26 @@ def test_shipping_an_ensemble_reports_what_it_is_not_a_made_up_accuracy(tmp_path
     assert load_checkpoint(tmp_path / "s.pt").resume is None
 
 
+def test_ship_half_halves_the_file_keeps_small_tensors_exact_and_moves_outputs_little(tmp_path, capsys):
+    (a, _), (b, _) = tiny(tmp_path, "a.pt", 0, temperature=1.2, width=16), tiny(tmp_path, "b.pt", 1, width=16)
+    assert cli(["ensemble", "--checkpoints", str(a), str(b), "--out", str(tmp_path / "e.pt")]) == 0
+    assert cli(["ship", "--checkpoint", str(tmp_path / "e.pt"), "--out", str(tmp_path / "full.pt")]) == 0
+    assert cli(["ship", "--checkpoint", str(tmp_path / "e.pt"), "--out", str(tmp_path / "h.pt"), "--half"]) == 0
+    assert "half precision" in capsys.readouterr().out
+    full, half = load_checkpoint(tmp_path / "full.pt"), load_checkpoint(tmp_path / "h.pt")
+    assert (tmp_path / "h.pt").stat().st_size < 0.6 * (tmp_path / "full.pt").stat().st_size
+    for k, v in half.weights.items():
+        want = torch.float16 if v.is_floating_point() and v.dim() > 1 else full.weights[k].dtype
+        assert v.dtype == want, k
+        if v.dim() <= 1:
+            assert torch.equal(v, full.weights[k]), k  # biases, norm statistics, temperatures: exact
+    x = torch.randn(4, 10, 48, 48)
+    p_full = full.build_model()(x).logits.softmax(1)
+    p_half = half.build_model()(x).logits.softmax(1)  # loaded back into float32 parameters
+    assert next(half.build_model().parameters()).dtype == torch.float32
+    assert 0 < (p_half - p_full).abs().max() < 1e-2
+
+
 def test_an_ensemble_exports_to_onnx_at_any_batch_size(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     import numpy as np

@@ -323,14 +323,26 @@ def init_from(model: nn.Module, source: str | Path, log=print) -> None:
     log(f"initialised {len(taken)} of {len(own)} weight tensors from {source}{tail}")
 
 
-def ship_checkpoint(src: str | Path, out: str | Path) -> Checkpoint:
+def half_precision(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`weights` with every kernel and matrix (a floating tensor of 2 or more dimensions) stored as
+    float16: half the file, for a model that is computed in float32 anyway (loading casts them back).
+    Biases, normalisation statistics and temperatures (1-d and 0-d) stay exact: they are a sliver of
+    the size, and batch-norm variances and temperatures are where half precision's 3 digits would show."""
+    return {k: v.half() if v.is_floating_point() and v.dim() > 1 else v for k, v in weights.items()}
+
+
+def ship_checkpoint(src: str | Path, out: str | Path, half: bool = False) -> Checkpoint:
     """A checkpoint for distribution: weights, config, labels, statistics and calibration only (no
     optimiser or RNG state). The weights are loaded into their architecture first, so a checkpoint
-    that does not fit is refused rather than shipped."""
+    that does not fit is refused rather than shipped. `half`: kernels and matrices stored in half
+    precision (`half_precision`); score the shipped file, not its source, since its outputs move a little."""
     ckpt = load_checkpoint(src)
     ckpt.build_model()
     ckpt.resume = None
     ckpt.shipped_from = Path(src).name
+    if half:
+        ckpt.weights = half_precision(ckpt.weights)
+        ckpt.build_model()
     ckpt.save(out)
     return ckpt
 

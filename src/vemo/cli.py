@@ -155,10 +155,12 @@ def cmd_ship(args) -> None:
     from vemo.io import check_writable
 
     check_writable(Path(args.out).parent)
-    ckpt = ship_checkpoint(args.checkpoint, args.out)
+    ckpt = ship_checkpoint(args.checkpoint, args.out, half=args.half)
     epoch = f", epoch {ckpt.epoch}" if ckpt.epoch is not None else ""
     acc = f"val accuracy {ckpt.val_acc:.3f}" if ckpt.val_acc is not None else "no val accuracy recorded"
-    print(f"wrote {args.out} ({ckpt.model_name}{epoch}, {acc}, temperature {ckpt.temperature:.3f})")
+    half = "; kernels and matrices in half precision" if args.half else ""
+    half += " (the val accuracy is the float32 weights')" if args.half and ckpt.val_acc is not None else ""
+    print(f"wrote {args.out} ({ckpt.model_name}{epoch}, {acc}, temperature {ckpt.temperature:.3f}{half})")
 
 
 def cmd_ensemble(args) -> None:
@@ -326,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ship", help="package a checkpoint for distribution (weights, config, labels, stats)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--half",
+        action="store_true",
+        help="store kernels and matrices in half precision: half the file, computed in float32 as before; "
+        "outputs move a little, so score the shipped file",
+    )
     p.set_defaults(func=cmd_ship)
 
     p = sub.add_parser(
