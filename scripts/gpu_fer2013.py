@@ -11,17 +11,19 @@ Why a script: a GPU machine is lent to some sessions only, for about 15 minutes 
   pack is written in parts (`.gpu/part1`, `.gpu/part2`, ...) so it can travel in more than one call
   when the repository leaves too little room for all of it at once.
 - `run` (on the GPU machine) rebuilds the cache and checks its pixels against the packed digest; runs
-  every member for one pretraining epoch and one sequence epoch, all at once, to measure what an epoch
-  and a run's fixed costs take on this card; fits as many pretraining epochs as the time budget leaves
+  every member for two pretraining epochs and one sequence epoch, all at once, timing when each epoch's
+  row lands in history.csv, to measure what an epoch (validation and checkpoint included) and a run's
+  fixed costs take on this card; fits as many pretraining epochs as the time budget leaves
   (at most the config's); trains the members at once (`vemo train`, seeds 0..K-1; K is 1 unless
   `--models` says more: one longer-trained model beats two shorter ones as long as the epochs, not the
   seeds, are what is short), then gives each the onset epoch (`configs/fer2013_gpu_onset.yaml`); and
-  leaves each member's `best.pt` under OUT in parts of 15 MiB, with `plan.json` (card, timings, epochs,
-  digests) and the runs' text records in `runs.tar.gz`.
+  leaves each member's `best.pt` under OUT in parts of 15 MiB (as soon as the member is whole, then
+  again after its onset epoch), with `plan.json` (card, timings, epochs, digests) and the runs' text
+  records in `runs.tar.gz`, which come back whatever failed.
 - `fetch` (on the CPU machine) joins the parts, checks their digests and unpacks the records.
 
   .venv/bin/python scripts/gpu_fer2013.py pack --data cache/fer2013-2fc7fb3bba7557d4 --out .gpu --parts 2
-  (device) python3 scripts/gpu_fer2013.py run --pack .gpu/part1 .gpu/part2 --out $OUT --budget 500
+  (device) python3 scripts/gpu_fer2013.py run --pack .gpu/part1 .gpu/part2 --out $OUT --budget 520
   .venv/bin/python scripts/gpu_fer2013.py fetch --src FILES_AT --out runs/gpu-fer2013
 
 Each device call carries the repository too, and both must fit in 64 MiB: with today's repository
@@ -37,7 +39,6 @@ Nothing here is needed to use vemo; it is how the project turns a short GPU leas
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import io
 import json
@@ -55,8 +56,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 PACK_NAME = "fer2013.pack"
+TRAVEL_LIMIT = 64 * 2**20  # what one device call may carry, the repository included
 PART_BYTES = 15 * 2**20  # what comes back from the device: under its 16 MiB limit per file
 SPLITS = ("train", "val")
+MAX_FILES = 8  # what comes back from the device: 8 files at most
 RECORDS = (".csv", ".json", ".yaml", ".log", ".md")  # the runs' text records come back; figures are remade here
 
 
@@ -128,6 +131,20 @@ def pack(data: Path, out: Path, parts: int, root: Path | None, every: int = 1) -
         tmp.write_bytes(blob[k * size : (k + 1) * size])
         tmp.replace(folder / f"{PACK_NAME}.{k:02d}")
     print(f"{len(keep)} images, {len(blob) / 2**20:.1f} MiB in {parts} part(s) under {out}/part*/")
+    tracked = _tracked_bytes()
+    if tracked is not None:
+        spare = (TRAVEL_LIMIT - tracked - len(blob)) / 2**20
+        how = f"one device call carries it with {spare:.1f} MiB to spare" if spare > 1 else "send it in two calls"
+        print(f"the repository's tracked files: {tracked / 2**20:.1f} MiB; {how} (64 MiB a call, all included)")
+
+
+def _tracked_bytes() -> int | None:
+    """Bytes of the repository's tracked files (what travels with every device call), None without git."""
+    try:
+        names = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sum((REPO / n).stat().st_size for n in names.decode().split("\0") if n and (REPO / n).is_file())
 
 
 # ---- run (GPU machine) -------------------------------------------------------------------------------
@@ -173,40 +190,57 @@ def _train(cache: Path, config: str, out: Path, seed: int, threads: int, sets: l
     return subprocess.Popen(cmd, env=env, stdout=(out.parent / f"{out.name}.log").open("w"), stderr=subprocess.STDOUT)
 
 
-def _wait(procs: list[subprocess.Popen], deadline: float, log: Log) -> bool:
-    """Wait for every process; past the deadline, stop them all. True when all ended well."""
+def _wait(procs: list[subprocess.Popen], deadline: float, log: Log, rows: list[Path] = ()) -> tuple[bool, dict]:
+    """Wait for every process; past the deadline, stop them all. Returns (all ended well, the wall-clock
+    times at which each history.csv in `rows` gained its 1st and 2nd data row: {path: [t1, t2]})."""
+    seen: dict = {}
     while any(p.poll() is None for p in procs):
         if time.time() > deadline:
             log("deadline reached: stopping the runs still going")
             for p in procs:
                 p.terminate()
             for p in procs:
-                p.wait(30)
-            return False
-        time.sleep(1)
-    return all(p.returncode == 0 for p in procs)
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            return False, seen
+        for path in rows:
+            n = len(path.read_text().splitlines()) - 1 if path.exists() else 0
+            times = seen.setdefault(path, [])
+            while len(times) < min(n, 2):
+                times.append(time.time())
+        time.sleep(0.2)
+    return all(p.returncode == 0 for p in procs), seen
 
 
-def _epoch_seconds(run: Path) -> tuple[float, float]:
-    """(pretraining, sequence) seconds of a run's first epoch of each, from its history.csv."""
-    rows = list(csv.DictReader((run / "history.csv").open()))
-    pre = [float(r["seconds"]) for r in rows if r["stage"] == "pretrain"]
-    seq = [float(r["seconds"]) for r in rows if r["stage"] != "pretrain"]
-    return pre[0], seq[0]
+def plan_epochs(epoch: float, first: float, tail: float, left: float, ceiling: int) -> int:
+    """Pretraining epochs that fit in `left` seconds. A run costs `first` (start, data, the first epoch
+    with its validation and checkpoint) + an `epoch` for each further one + `tail` (sequence epoch,
+    calibration, evaluation, report), all measured on this card; the onset run after it costs at most
+    `first` + `tail`. 5 % is kept back on the epochs; at most `ceiling`."""
+    return max(0, min(ceiling, 1 + math.floor((left - 2 * first - 2 * tail) / (1.05 * epoch))))
 
 
-def plan_epochs(pre: float, seq: float, fixed: float, left: float, ceiling: int) -> int:
-    """Pretraining epochs that fit in `left` seconds: what is left after the main run's and the onset
-    run's fixed costs (`fixed` each: start, validation, calibration, report) and their two sequence
-    epochs, at `pre` seconds an epoch plus 10 % for its validation pass; at most `ceiling`."""
-    return max(0, min(ceiling, int((left - 2 * fixed - 2 * seq) / (1.1 * pre))))
+def _bring_back(best: Path, name: str, out: Path) -> dict:
+    """`best` under OUT as `name.pt.0`, `.1`, ... (each under the 16 MiB a returned file may have)."""
+    for stale in out.glob(f"{name}.pt.*"):
+        stale.unlink()
+    blob = best.read_bytes()
+    parts = [f"{name}.pt.{j}" for j in range(math.ceil(len(blob) / PART_BYTES))]
+    for j, part in enumerate(parts):
+        (out / part).write_bytes(blob[j * PART_BYTES : (j + 1) * PART_BYTES])
+    return {"from": f"{best.parent.name}/{best.name}", "sha256": hashlib.sha256(blob).hexdigest(), "parts": parts}
 
 
 def run(args) -> None:
+    if 3 + 2 * args.models > MAX_FILES:
+        raise SystemExit(f"--models {args.models}: {MAX_FILES} files come back at most (3 + 2 per member)")
     started = time.time()
-    deadline = started + args.budget
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
+    for old in [*work.glob("probe*"), *work.glob("seed*"), *work.glob("onset*")]:  # an earlier try's
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
     log = Log(out / "driver.log")
     import torch
 
@@ -217,70 +251,74 @@ def run(args) -> None:
         "models": args.models,
         "config": args.config,
         "onset_config": args.onset_config,
+        "members": {},
     }
     log(f"card: {plan['gpu']}; torch {plan['torch']}; budget {args.budget} s; {args.models} member(s)")
+    try:
+        _train_members(args, plan, work, out, log, started + args.budget)
+    finally:  # whatever happened, the records come back: they say why
+        with tarfile.open(out / "runs.tar.gz", "w:gz") as tar:
+            for path in sorted(work.rglob("*")):
+                if path.suffix in RECORDS and "cache" not in path.relative_to(work).parts:
+                    tar.add(path, arcname=str(path.relative_to(work)))
+        plan["seconds"] = time.time() - started
+        _write_json(out / "plan.json", plan)
+        log(f"{plan['seconds']:.0f} s; members back: {', '.join(plan['members']) or 'none'}")
+
+
+def _train_members(args, plan: dict, work: Path, out: Path, log: Log, deadline: float) -> None:
     plan["data"] = unpack([Path(p) for p in args.pack], work / "cache", log)
     cache, k, threads = work / "cache", args.models, max(1, (os.cpu_count() or 2) // args.models)
     sets = list(args.set)
 
-    # 1. measure: every member one pretraining epoch and one sequence epoch, at once
-    t0 = time.time()
-    once = [*sets, "train.pretrain_epochs=1"]
-    probes = [_train(cache, args.config, work / f"probe{i}", i, threads, once) for i in range(k)]
-    if not _wait(probes, deadline, log):
-        raise SystemExit(f"the measuring runs failed: see {work}/probe*.log")
-    wall = time.time() - t0
-    pre, seq = (max(v) for v in zip(*(_epoch_seconds(work / f"probe{i}") for i in range(k)), strict=True))
-    fixed = max(0.0, wall - pre - seq)
+    # 1. measure: every member two pretraining epochs and one sequence epoch, at once
+    launched = time.time()
+    twice = [*sets, "train.pretrain_epochs=2"]
+    probes = [_train(cache, args.config, work / f"probe{i}", i, threads, twice) for i in range(k)]
+    histories = [work / f"probe{i}" / "history.csv" for i in range(k)]
+    ok, seen = _wait(probes, deadline, log, histories)
+    ended = time.time()
+    if not ok or any(len(seen.get(h, [])) < 2 for h in histories):
+        raise SystemExit(f"the measuring runs failed: their logs are in runs.tar.gz ({work}/probe*.log there)")
+    first = max(seen[h][0] for h in histories) - launched
+    epoch = max(seen[h][1] - seen[h][0] for h in histories)
+    tail = ended - min(seen[h][1] for h in histories)
     left = deadline - time.time() - args.reserve
-    epochs = plan_epochs(pre, seq, fixed, left, args.max_epochs)
-    plan["measured"] = {"pretrain_epoch_s": pre, "sequence_epoch_s": seq, "fixed_s": fixed, "left_s": left}
+    epochs = plan_epochs(epoch, first, tail, left, args.max_epochs)
+    plan["measured"] = {"first_s": first, "epoch_s": epoch, "tail_s": tail, "left_s": left}
     plan["pretrain_epochs"] = epochs
-    log(f"measured with {k} at once: pretraining epoch {pre:.1f} s, sequence epoch {seq:.1f} s, fixed {fixed:.0f} s")
-    log(f"{left:.0f} s left for training: {epochs} pretraining epochs each")
+    log(f"measured, {k} at once: start + 1st epoch {first:.0f} s, each further epoch {epoch:.2f} s, tail {tail:.0f} s")
+    log(f"{left:.0f} s left: {epochs} pretraining epochs each")
     _write_json(out / "plan.json", plan)
     if epochs < args.min_epochs:
         raise SystemExit(f"only {epochs} epochs fit (< {args.min_epochs}): not worth a member; nothing trained")
 
-    # 2. train the members, then their onset epochs
+    # 2. train the members; each comes back as soon as it is whole, then again after its onset epoch
     mains = [
         _train(cache, args.config, work / f"seed{i}", i, threads, [*sets, f"train.pretrain_epochs={epochs}"])
         for i in range(k)
     ]
-    ok = _wait(mains, deadline - fixed - seq - 20, log)  # what the onset runs need must stay
-    log(f"members trained: {ok} ({time.time() - started:.0f} s since start)")
-    onsets = [
-        _train(cache, args.onset_config, work / f"onset{i}", i, threads, [*sets, f"train.init_from={best}"])
-        for i, best in ((i, work / f"seed{i}" / "best.pt") for i in range(k))
-        if best.exists()
-    ]
-    ok = _wait(onsets, deadline - 20, log) and ok
-    log(f"onset epochs done: {ok} ({time.time() - started:.0f} s since start)")
-
-    # 3. bring back: each member's final weights in parts, the records in one archive
-    plan["members"] = {}
+    ok, _ = _wait(mains, deadline - first - tail, log)  # what an onset run needs stays
+    log(f"members trained: {ok} ({time.time() - deadline + args.budget:.0f} s since start)")
+    starts = {}
     for i in range(k):
-        best = next((p for p in (work / f"onset{i}/best.pt", work / f"seed{i}/best.pt") if p.exists()), None)
-        if best is None:
-            continue
-        blob = best.read_bytes()
-        names = []
-        for j in range(math.ceil(len(blob) / PART_BYTES)):
-            names.append(f"member{i}.pt.{j}")
-            (out / names[-1]).write_bytes(blob[j * PART_BYTES : (j + 1) * PART_BYTES])
-        plan["members"][f"member{i}"] = {
-            "from": str(best.relative_to(work)),
-            "sha256": hashlib.sha256(blob).hexdigest(),
-            "parts": names,
-        }
-    with tarfile.open(out / "runs.tar.gz", "w:gz") as tar:
-        for path in sorted(work.rglob("*")):
-            if path.suffix in RECORDS and "cache" not in path.relative_to(work).parts:
-                tar.add(path, arcname=str(path.relative_to(work)))
-    plan["seconds"] = time.time() - started
-    plan["all_ended_well"] = ok
+        best, last = work / f"seed{i}" / "best.pt", work / f"seed{i}" / "last.pt"
+        if best.exists():
+            plan["members"][f"member{i}"] = _bring_back(best, f"member{i}", out)
+        if best.exists() or last.exists():  # a run stopped in pretraining still has its encoder in last.pt
+            starts[i] = best if best.exists() else last
     _write_json(out / "plan.json", plan)
-    log(f"done in {plan['seconds']:.0f} s; members back: {', '.join(plan['members']) or 'none'}")
+    onsets = [
+        _train(cache, args.onset_config, work / f"onset{i}", i, threads, [*sets, f"train.init_from={start}"])
+        for i, start in starts.items()
+    ]
+    ok_onset, _ = _wait(onsets, deadline - 15, log)
+    log(f"onset epochs done: {ok_onset} ({time.time() - deadline + args.budget:.0f} s since start)")
+    for i in starts:
+        best = work / f"onset{i}" / "best.pt"
+        if best.exists():
+            plan["members"][f"member{i}"] = _bring_back(best, f"member{i}", out)
+    plan["all_ended_well"] = ok and ok_onset
 
 
 def _write_json(path: Path, value: dict) -> None:
@@ -324,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--pack", nargs="+", required=True, help="folders holding the pack's parts")
     b.add_argument("--out", required=True, help="what comes back (the device's $OUT)")
     b.add_argument("--work", default="/tmp/vemo-gpu", help="runs and the rebuilt cache")
-    b.add_argument("--budget", type=float, default=500, help="seconds from start to the last file written")
+    b.add_argument("--budget", type=float, default=520, help="seconds from start to the last file written")
     b.add_argument("--reserve", type=float, default=40, help="seconds kept back for bringing the files back")
     b.add_argument("--models", type=int, default=1, help="members trained at once (seeds 0..K-1)")
     b.add_argument("--config", default="configs/fer2013_gpu.yaml")

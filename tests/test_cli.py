@@ -114,3 +114,13 @@ def test_train_no_test_scores_val_and_leaves_the_test_split_unseen(tiny_synth, t
     assert scored == ["val"]  # the data has a test split (tiny.yaml: a quarter of the actors); it was not scored
     assert "--no-test: the test split is left unscored" in capsys.readouterr().out
     assert json.loads((out / "metrics.json").read_text())["split"] == "val"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_training_on_a_missing_gpu_is_refused_in_one_line_before_any_work(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--config", str(REPO / "configs/tiny.yaml"), "--root", str(tmp_path / "none"), "--out", str(out)]
+    assert main([*args, "--set", "train.device=cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "device 'cuda' asked for, but this PyTorch" in err and "Traceback" not in err
+    assert not out.exists()  # refused before the run folder or any data was touched

@@ -79,10 +79,11 @@ def test_fetch_joins_the_parts_and_refuses_a_damaged_one(tmp_path):
 
 
 def test_plan_epochs_fits_the_time_left_and_the_ceiling():
-    # 300 s left; two runs of 20 s fixed cost and two 5 s sequence epochs leave 250 s; 1.1 x 2 s an epoch
-    assert gpu.plan_epochs(pre=2.0, seq=5.0, fixed=20.0, left=300.0, ceiling=300) == 113
-    assert gpu.plan_epochs(pre=0.1, seq=5.0, fixed=20.0, left=300.0, ceiling=300) == 300
-    assert gpu.plan_epochs(pre=2.0, seq=5.0, fixed=200.0, left=300.0, ceiling=300) == 0
+    # 300 s left; a main run and an onset run each cost 20 s (start, 1st epoch) + 10 s (tail): 240 s
+    # for further epochs of 2 s (+5 %): 114 of them, plus the first
+    assert gpu.plan_epochs(epoch=2.0, first=20.0, tail=10.0, left=300.0, ceiling=300) == 115
+    assert gpu.plan_epochs(epoch=0.1, first=20.0, tail=10.0, left=300.0, ceiling=300) == 300
+    assert gpu.plan_epochs(epoch=2.0, first=20.0, tail=10.0, left=59.0, ceiling=300) == 0  # not even the runs
 
 
 def test_stills_training_imports_without_pyav():

@@ -342,6 +342,9 @@ def ship_checkpoint(src: str | Path, out: str | Path, half: bool = False) -> Che
     ckpt.shipped_from = Path(src).name
     if half:
         ckpt.weights = half_precision(ckpt.weights)
+        overflow = [k for k, v in ckpt.weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if overflow:
+            raise CheckpointError(f"{src}: {overflow[0]} does not fit half precision (beyond ±65504); ship it whole")
         ckpt.build_model()
     ckpt.save(out)
     return ckpt

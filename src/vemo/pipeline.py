@@ -17,7 +17,7 @@ from vemo.evaluation.calibration import calibrate_checkpoint
 from vemo.evaluation.evaluate import evaluate
 from vemo.io import OutputError, folder_lock, write_json
 from vemo.reporting.report import write_report
-from vemo.training.distributed import inference_device
+from vemo.training.distributed import inference_device, resolve_device
 from vemo.training.trainer import train
 
 
@@ -131,6 +131,8 @@ def train_command(
             "multi-node training is started by torchrun (or srun) on every node, e.g. `torchrun --nnodes "
             f"{num_nodes} --nproc-per-node {devices} --rdzv-endpoint HOST:29500 -m vemo.cli train ...`"
         )
+    if cfg.train.device != "auto":
+        resolve_device(cfg.train.device)  # a GPU asked for but missing: one clear line before any work
     out = Path(cfg.out)
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, global rank 0 holds the folder
     with folder_lock(out, "vemo train", log=log) if main_process else nullcontext(out):

@@ -2,8 +2,9 @@
 
 One random transform per clip, identical for all its frames, so augmentation never invents motion
 that the temporal model could mistake for expression dynamics. The random numbers come from a CPU
-generator and the pixel work runs where the batch is: a run is reproducible from its seed whether it
-trains on the CPU or on a GPU, and a GPU is not held up by CPU-side image warping.
+generator and the pixel work runs where the batch is: a GPU is not held up by CPU-side image warping,
+and a run draws the same transforms from its seed on either device (the arithmetic on a GPU is not
+bit-identical to the CPU's, so only the CPU's runs repeat exactly).
 """
 
 from __future__ import annotations
