@@ -86,12 +86,20 @@ def test_plan_epochs_fits_the_time_left_and_the_ceiling():
     assert gpu.plan_epochs(epoch=2.0, first=20.0, tail=10.0, left=59.0, ceiling=300) == 0  # not even the runs
 
 
-def test_stills_training_imports_without_pyav():
-    # a lent GPU machine has PyTorch but no PyAV: a FER2013 run must not need it
+def test_stills_training_imports_without_pyav_and_a_video_then_stops_in_one_line(tmp_path):
+    # a lent GPU machine has PyTorch but no PyAV: a FER2013 run must not need it, and a video there is
+    # refused once, naming the package, rather than skipped file by file as "unexpected error"
+    (tmp_path / "data" / "happy").mkdir(parents=True)
+    (tmp_path / "data" / "happy" / "clip.mp4").write_bytes(b"not decoded")
     code = (
         "import sys; sys.modules['av'] = None\n"
         "import vemo.cli, vemo.pipeline\n"
         "from vemo.provenance import environment\n"
         "assert environment()['av'] is None\n"
+        f"sys.exit(vemo.cli.main(['prepare', '--dataset', 'folder', '--root', {str(tmp_path / 'data')!r}, '--quiet',"
+        f" '--set', 'prepare.cache_dir={tmp_path / 'cache'}']))\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    want = "vemo prepare: error: decoding video needs PyAV (`pip install av`), which is not installed"
+    assert done.stderr.strip() == want

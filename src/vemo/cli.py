@@ -394,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PrepareError, CheckpointError, ClipError, OutputError, ExportError, ValueError) as err:
         print(f"vemo {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)  # always one line
         return 2
+    except ImportError as err:  # a package this input needs is missing (PyAV for video): one line
+        print(f"vemo {args.command}: error: {err}", file=sys.stderr)
+        return 2
     except OSError as err:  # a file or folder that cannot be read or written: one line naming it
         where = f"{err.filename}: " if err.filename else ""
         print(f"vemo {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)

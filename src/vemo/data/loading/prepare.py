@@ -174,6 +174,8 @@ def _work(job: tuple[int, str, PrepareConfig, str]) -> tuple[int, np.ndarray | N
         return i, clip, info, "", ""
     except ClipError as err:
         return i, None, {}, str(err), err.kind
+    except ImportError:  # a missing package is no fault of this file: stop, do not skip every file
+        raise
     except Exception as err:  # a batch run goes on; the manifest says what went wrong
         return i, None, {}, f"unexpected error: {type(err).__name__}: {err}", "error"
 

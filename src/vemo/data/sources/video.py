@@ -22,6 +22,21 @@ if TYPE_CHECKING:  # PyAV is imported where a video is opened: stills-only work 
 LFS_MAGIC = b"version https://git-lfs"
 
 
+class MissingDependency(ImportError):
+    """A package vemo needs for this input is not installed: the command stops with one line (it is no
+    fault of any one file, so a batch run does not skip file after file)."""
+
+
+def _pyav():
+    """PyAV, imported where a video is opened, so stills-only work (FER2013 on a machine without it)
+    runs; a video on such a machine gets one clear line."""
+    try:
+        import av
+    except ImportError as err:
+        raise MissingDependency("decoding video needs PyAV (`pip install av`), which is not installed") from err
+    return av
+
+
 class ClipError(Exception):
     """A clip that cannot be used; the message says why in words a user can act on.
 
@@ -91,9 +106,7 @@ def declared_frames(container: av.container.InputContainer, stream: av.video.str
     if stream.duration is not None and stream.time_base:
         seconds = float(stream.duration * stream.time_base)
     elif container.duration:
-        import av
-
-        seconds = container.duration / av.time_base
+        seconds = container.duration / _pyav().time_base
     else:
         return None
     return max(1, round(seconds * float(rate))) if rate else None
@@ -107,8 +120,7 @@ def iter_video(path: str | Path, facts: dict | None = None) -> Iterator[tuple[av
     frame count the container declares (`declared`) and the error that ended decoding early (`error`),
     so a caller can tell a truncated file from a complete one.
     """
-    import av
-
+    av = _pyav()
     check_file(path)
     facts = {} if facts is None else facts
     n = 0
