@@ -27,7 +27,7 @@ Why a script: a GPU machine is lent to some sessions only, for about 15 minutes 
   .venv/bin/python scripts/gpu_fer2013.py fetch --src FILES_AT --out runs/gpu-fer2013
 
 Each device call carries the repository too, and both must fit in 64 MiB: with today's repository
-(29 MiB) one call carries `.gpu` whole. When it has grown too much for that, send the pack in two calls
+(28.7 MiB) one call carries `.gpu` whole, 0.7 MiB to spare (`pack` prints it). When less is left, send it in two calls
 on the same machine, the second at once (a machine stays warm for 30 s): the first carries `.gpu/part1`
 and runs `mkdir -p .gpu-store && cp -r .gpu/part1 .gpu-store/` (an ignored folder, kept between
 calls), the second carries `.gpu/part2` and runs with `--pack .gpu-store/part1 .gpu/part2`. Give the
@@ -134,7 +134,7 @@ def pack(data: Path, out: Path, parts: int, root: Path | None, every: int = 1) -
     tracked = _tracked_bytes()
     if tracked is not None:
         spare = (TRAVEL_LIMIT - tracked - len(blob)) / 2**20
-        how = f"one device call carries it with {spare:.1f} MiB to spare" if spare > 1 else "send it in two calls"
+        how = f"one device call carries it with {spare:.1f} MiB to spare" if spare > 0.5 else "send it in two calls"
         print(f"the repository's tracked files: {tracked / 2**20:.1f} MiB; {how} (64 MiB a call, all included)")
 
 
