@@ -55,6 +55,11 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))  # on the GPU machine vemo is not installed, only carried
+
+from vemo.data.loading.prepare import split_counts  # noqa: E402
+from vemo.io import atomic_write, write_json  # noqa: E402
+
 PACK_NAME = "fer2013.pack"
 TRAVEL_LIMIT = 64 * 2**20  # what one device call may carry, the repository included
 PART_BYTES = 15 * 2**20  # what comes back from the device: under its 16 MiB limit per file
@@ -108,9 +113,7 @@ def pack(data: Path, out: Path, parts: int, root: Path | None, every: int = 1) -
         if n % 5000 == 0:
             print(f"packed {n}/{len(keep)}", flush=True)
     kept = dict(manifest, items=[manifest["items"][i] for i in keep])
-    kept["counts"] = {s: {} for s in SPLITS}
-    for item in kept["items"]:
-        kept["counts"][item["split"]][item["label"]] = kept["counts"][item["split"]].get(item["label"], 0) + 1
+    kept["counts"] = split_counts(kept["items"])
     kept["packed_by"] = "scripts/gpu_fer2013.py: train and val items only; the test split does not travel"
     pixels = np.ascontiguousarray(frames[keep])
     buf = io.BytesIO()
@@ -125,11 +128,8 @@ def pack(data: Path, out: Path, parts: int, root: Path | None, every: int = 1) -
     blob = buf.getvalue()
     size = math.ceil(len(blob) / parts)
     for k in range(parts):
-        folder = out / f"part{k + 1}"
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{PACK_NAME}.{k:02d}.tmp"
-        tmp.write_bytes(blob[k * size : (k + 1) * size])
-        tmp.replace(folder / f"{PACK_NAME}.{k:02d}")
+        part = blob[k * size : (k + 1) * size]
+        atomic_write(out / f"part{k + 1}" / f"{PACK_NAME}.{k:02d}", lambda fh, part=part: fh.write(part))
     print(f"{len(keep)} images, {len(blob) / 2**20:.1f} MiB in {parts} part(s) under {out}/part*/")
     tracked = _tracked_bytes()
     if tracked is not None:
@@ -229,7 +229,8 @@ def _bring_back(best: Path, name: str, out: Path) -> dict:
     blob = best.read_bytes()
     parts = [f"{name}.pt.{j}" for j in range(math.ceil(len(blob) / PART_BYTES))]
     for j, part in enumerate(parts):
-        (out / part).write_bytes(blob[j * PART_BYTES : (j + 1) * PART_BYTES])
+        chunk = blob[j * PART_BYTES : (j + 1) * PART_BYTES]
+        atomic_write(out / part, lambda fh, chunk=chunk: fh.write(chunk))
     return {"from": f"{best.parent.name}/{best.name}", "sha256": hashlib.sha256(blob).hexdigest(), "parts": parts}
 
 
@@ -262,7 +263,7 @@ def run(args) -> None:
                 if path.suffix in RECORDS and "cache" not in path.relative_to(work).parts:
                     tar.add(path, arcname=str(path.relative_to(work)))
         plan["seconds"] = time.time() - started
-        _write_json(out / "plan.json", plan)
+        write_json(out / "plan.json", plan)
         log(f"{plan['seconds']:.0f} s; members back: {', '.join(plan['members']) or 'none'}")
 
 
@@ -289,7 +290,7 @@ def _train_members(args, plan: dict, work: Path, out: Path, log: Log, deadline: 
     plan["pretrain_epochs"] = epochs
     log(f"measured, {k} at once: start + 1st epoch {first:.0f} s, each further epoch {epoch:.2f} s, tail {tail:.0f} s")
     log(f"{left:.0f} s left: {epochs} pretraining epochs each")
-    _write_json(out / "plan.json", plan)
+    write_json(out / "plan.json", plan)
     if epochs < args.min_epochs:
         raise SystemExit(f"only {epochs} epochs fit (< {args.min_epochs}): not worth a member; nothing trained")
 
@@ -307,7 +308,7 @@ def _train_members(args, plan: dict, work: Path, out: Path, log: Log, deadline: 
             plan["members"][f"member{i}"] = _bring_back(best, f"member{i}", out)
         if best.exists() or last.exists():  # a run stopped in pretraining still has its encoder in last.pt
             starts[i] = best if best.exists() else last
-    _write_json(out / "plan.json", plan)
+    write_json(out / "plan.json", plan)
     onsets = [
         _train(cache, args.onset_config, work / f"onset{i}", i, threads, [*sets, f"train.init_from={start}"])
         for i, start in starts.items()
@@ -321,12 +322,6 @@ def _train_members(args, plan: dict, work: Path, out: Path, log: Log, deadline: 
     plan["all_ended_well"] = ok and ok_onset
 
 
-def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    tmp.replace(path)
-
-
 # ---- fetch (CPU machine) -----------------------------------------------------------------------------
 
 
@@ -338,10 +333,7 @@ def fetch(src: Path, out: Path) -> None:
         if hashlib.sha256(blob).hexdigest() != member["sha256"]:
             raise SystemExit(f"{name}: its parts do not join into the file that was sent (SHA-256 differs)")
         target = out / name / "best.pt"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(blob)
-        tmp.replace(target)
+        atomic_write(target, lambda fh, blob=blob: fh.write(blob))
         print(f"{target} ({len(blob) / 2**20:.1f} MiB, {member['from']})")
     if (src / "runs.tar.gz").exists():
         with tarfile.open(src / "runs.tar.gz") as tar:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from vemo.config import Config
-from vemo.training.trainer import _check_train_config, _pick_frames
+from vemo.training.trainer import _pick_frames, check_train_config
 
 
 def test_pick_frames_distinct_in_range_clip_major():
@@ -21,7 +21,7 @@ def test_nonsense_training_settings_are_refused(key, value):
     cfg = Config()
     setattr(cfg.train, key, value)
     with pytest.raises(ValueError, match=key.split("_")[0]):
-        _check_train_config(cfg)
+        check_train_config(cfg)
 
 
 def test_every_variant_trains_through_the_trainer(tiny_synth, tmp_path):

@@ -17,8 +17,8 @@ from vemo.evaluation.calibration import calibrate_checkpoint
 from vemo.evaluation.evaluate import evaluate
 from vemo.io import OutputError, folder_lock, write_json
 from vemo.reporting.report import write_report
-from vemo.training.distributed import inference_device, resolve_device
-from vemo.training.trainer import train
+from vemo.training.distributed import inference_device
+from vemo.training.trainer import check_train_config, train
 
 
 def describe_data(prepared: Prepared, synthetic: bool = False) -> dict:
@@ -131,8 +131,7 @@ def train_command(
             "multi-node training is started by torchrun (or srun) on every node, e.g. `torchrun --nnodes "
             f"{num_nodes} --nproc-per-node {devices} --rdzv-endpoint HOST:29500 -m vemo.cli train ...`"
         )
-    if cfg.train.device != "auto":
-        resolve_device(cfg.train.device)  # a GPU asked for but missing: one clear line before any work
+    check_train_config(cfg)  # before any work: a bad setting is not found after minutes of preparing
     out = Path(cfg.out)
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, global rank 0 holds the folder
     with folder_lock(out, "vemo train", log=log) if main_process else nullcontext(out):

@@ -36,7 +36,7 @@ from vemo.data.loading.prepare import Prepared
 from vemo.data.preprocessing.augment import augment_clips, random_erase
 from vemo.data.preprocessing.stills import with_onsets
 from vemo.models.registry import count_parameters, model_from_config, to_channels_last
-from vemo.training.distributed import Dist, agree, data_parallel, device_for, setup, sync_buffers
+from vemo.training.distributed import Dist, agree, data_parallel, device_for, resolve_device, setup, sync_buffers
 from vemo.training.run_folder import LOSS_MEANING, write_run_records
 
 ALONE = Dist()
@@ -46,8 +46,12 @@ MACHINE_ONLY = {"train": ("threads", "device"), "prepare": ("workers", "cache_di
 CPU = torch.device("cpu")
 
 
-def _check_train_config(cfg: Config) -> None:
+def check_train_config(cfg: Config) -> None:
+    """Refuse settings training cannot run with, in one line each; `vemo train` calls this before it
+    touches the run folder or the data, and `train` again for callers of the library."""
     t = cfg.train
+    if t.device != "auto":
+        resolve_device(t.device)  # a GPU asked for but missing: a clear line, not CUDA's assertion later
     if t.epochs < 1 or t.patience < 1 or t.batch_size < 1:
         raise ValueError("train.epochs, train.patience and train.batch_size must be at least 1")
     if t.pretrain_schedule not in ("constant", "onecycle", "cosine"):
@@ -487,7 +491,7 @@ def _state_from(saved: Checkpoint) -> TrainState:
 
 def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resume: bool) -> Run:
     """Check settings, join the process group, seed, load the data and build (or restore) the model."""
-    _check_train_config(cfg)
+    check_train_config(cfg)
     out.mkdir(parents=True, exist_ok=True)
     # Record the preprocessing the data really had (a cache may come from `--data` with other settings),
     # so the checkpoint describes its inputs and evaluation re-prepares the same frames and split.

@@ -458,7 +458,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
             "skipped": skipped,
             "stats": built["stats"],
             "leakage": built["leakage"],
-            "counts": _counts(built["items"]),
+            "counts": split_counts(built["items"]),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         if final.exists() and not (final / "manifest.json").exists():
@@ -489,7 +489,8 @@ def _face_summary(prepared: Prepared) -> str:
     return f"face found in {len(prepared.items) - n_fallback}, centre-crop fallback in {n_fallback}{padded}"
 
 
-def _counts(items: list[dict]) -> dict[str, dict[str, int]]:
+def split_counts(items: list[dict]) -> dict[str, dict[str, int]]:
+    """{split: {label: items}}, as a cache's manifest records them."""
     out: dict[str, dict[str, int]] = {}
     for it in items:
         out.setdefault(it["split"], Counter())[it["label"]] += 1  # type: ignore[index]
