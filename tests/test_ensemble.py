@@ -171,3 +171,13 @@ def test_a_shipped_member_is_recorded_by_its_file_and_hash_not_only_its_name(tmp
     digest = hashlib.sha256(copy.read_bytes()).hexdigest()[:16]
     assert ens.members[0].source.startswith(f"fast ({SHIPPED['fast']} of vemo ") and digest in ens.members[0].source
     assert ens.members[1].source == str(copy)
+
+
+def test_an_ensemble_is_refused_as_train_init_from_with_a_reason(tmp_path):
+    """Its weights are `members.<i>.*`: without the check it failed as 'none of its weights fit'."""
+    from vemo.checkpoint import init_from
+
+    (a, model), (b, _) = tiny(tmp_path, "a.pt", 0), tiny(tmp_path, "b.pt", 1)
+    combine_checkpoints([a, b], log=lambda *_: None).save(tmp_path / "ens.pt")
+    with pytest.raises(CheckpointError, match="an ensemble of 2 models; start from one of them"):
+        init_from(model, tmp_path / "ens.pt", log=lambda *_: None)

@@ -313,6 +313,11 @@ def init_from(model: nn.Module, source: str | Path, log=print) -> None:
     Refused when nothing matches: then `source` is some other architecture and the run would silently
     start from scratch."""
     ckpt = load_checkpoint(source)
+    if ckpt.members:
+        raise CheckpointError(
+            f"train.init_from {source}: an ensemble of {len(ckpt.members)} models; start from one of them "
+            "(a single model's checkpoint, e.g. a run's best.pt)"
+        )
     own = model.state_dict()
     taken = {k: v for k, v in ckpt.weights.items() if k in own and own[k].shape == v.shape}
     if not taken:
