@@ -210,3 +210,33 @@ def test_evaluate_honours_a_target_given_with_set(tiny_synth, tmp_path):
     assert list(df["source"]) == sources and df["status"].isin(["ok", "centre-crop"]).all()
     for source, row in zip(sources, df.to_dict("records"), strict=True):
         assert max(abs(float(evaluated[source][c]) - row[c]) for c in P_COLUMNS) < 1e-3
+
+
+def test_a_folder_names_other_files_and_unexpected_failures_and_goes_on(predictor, inputs, tmp_path, monkeypatch):
+    """Files of other types are reported, not passed over; hidden ones are left out; an error no check
+    foresaw on one input skips it (named, with its type) instead of stopping the batch."""
+    import shutil
+
+    from vemo.predict import api
+
+    for name in ("clip.mp4", "face.png"):
+        shutil.copy(inputs / name, tmp_path / name)
+    (tmp_path / "notes.txt").write_text("a list of takes")
+    (tmp_path / ".DS_Store").write_bytes(b"\0\1")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("detector fell over")
+
+    monkeypatch.setattr(api, "predict_image", boom)
+    df = vemo.predict(tmp_path, checkpoint=predictor)
+    assert set(df["source"]) == {str(tmp_path / "clip.mp4")}
+    assert dict(df.attrs["skipped"]) == {
+        str(tmp_path / "face.png"): "unexpected error: RuntimeError: detector fell over",
+        str(tmp_path / "notes.txt"): "not a video or image vemo reads (.txt)",
+    }
+    with pytest.raises(RuntimeError, match="detector fell over"):  # alone, its own error (and traceback)
+        vemo.predict(tmp_path / "face.png", checkpoint=predictor)
+    (tmp_path / "clip.mp4").unlink()
+    (tmp_path / "face.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no videos or images found in .*1 other files, e\.g\. .*notes\.txt"):
+        vemo.predict(tmp_path, checkpoint=predictor)

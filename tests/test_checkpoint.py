@@ -9,19 +9,23 @@ from vemo.config import Config
 
 
 class _RunsCode:
-    """Unpickling this calls os.system: what a hostile checkpoint would do."""
+    """Unpickling this calls os.system (creating `mark`): what a hostile checkpoint would do."""
+
+    def __init__(self, mark):
+        self.mark = mark
 
     def __reduce__(self):
-        return (os.system, ("echo pwned > /dev/null",))
+        return (os.system, (f"touch '{self.mark}'",))
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_malicious_pickle_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     with path.open("wb") as fh:
-        pickle.dump({"model": _RunsCode(), "config": {}}, fh)
+        pickle.dump({"model": _RunsCode(tmp_path / "pwned"), "config": {}}, fh)
     with pytest.raises(CheckpointError, match="refused to load"):
         load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()  # refused before any of its code ran
 
 
 def test_round_trip_and_architecture_mismatch(tmp_path):

@@ -88,7 +88,9 @@ def test_errors_exit_nonzero_with_a_message(tmp_path):
 def test_models_lists_variants(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "cnn_lstm" in out and "cnn_ae_lstm" in out
+    from vemo.models.registry import MODELS
+
+    assert len(MODELS) >= 4 and all(name in out for name in MODELS)
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")

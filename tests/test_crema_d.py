@@ -37,6 +37,25 @@ def test_face_vote_target_and_demographics(tiny_synth, tmp_path):
     assert any("no FaceVote" in r for r in reasons)
 
 
+def test_metadata_csvs_that_are_pointers_short_or_headerless_are_named(tmp_path):
+    import pytest
+
+    from vemo.data.sources.crema_d import read_demographics, read_face_votes
+
+    (tmp_path / "processedResults").mkdir()
+    table = tmp_path / "processedResults" / "summaryTable.csv"
+    table.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n")
+    with pytest.raises(ValueError, match=r"summaryTable\.csv: Git LFS pointer file .* not the CSV"):
+        read_face_votes(tmp_path)
+    table.write_text("Name,Vote\n1001_DFA_ANG_XX,A\n")
+    with pytest.raises(ValueError, match=r"summaryTable\.csv: no column FileName, FaceVote"):
+        read_face_votes(tmp_path)
+    table.write_text('"","FileName","FaceVote"\n"1","1001_DFA_ANG_XX","A"\n"2","1001_DFA_HAP_XX"\n')  # a short row
+    assert read_face_votes(tmp_path) == {"1001_DFA_ANG_XX": "A", "1001_DFA_HAP_XX": ""}  # '' reads as no vote
+    (tmp_path / "VideoDemographics.csv").write_bytes(b"\xef\xbb\xbfActorID,Age\n1001,51,extra\n\n")  # BOM, long row
+    assert read_demographics(tmp_path) == {"1001": {"age": "51"}}
+
+
 def test_real_clips_faces_found_and_previews(crema_sample, tmp_path):
     cfg = PrepareConfig(root=str(crema_sample), cache_dir=str(tmp_path / "cache"), workers=1)
     logs = []

@@ -26,10 +26,30 @@ def test_shards_are_disjoint_and_cover_the_epoch():
     assert len(seen) == len(set(seen)) == 21
 
 
-def test_a_run_calibrates_and_evaluates_where_it_trained():
+def test_a_run_calibrates_and_evaluates_where_it_trained(tmp_path, monkeypatch):
+    """After training, calibration and evaluation run on the training device (a GPU machine's CPU would
+    take minutes), which `inference_device` resolves from train.device."""
+    from types import SimpleNamespace
+
+    from vemo import pipeline
+    from vemo.config import Config
+
     assert inference_device("cpu") == "cpu"
     assert inference_device("cuda") == "cuda"
     assert inference_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    got = {}
+    best = tmp_path / "best.pt"
+    monkeypatch.setattr(pipeline, "describe_data", lambda *a: {})
+    monkeypatch.setattr(pipeline, "train", lambda *a, **k: SimpleNamespace(best_checkpoint=best))
+    monkeypatch.setattr(pipeline, "inference_device", lambda name: f"resolved-{name}")
+    monkeypatch.setattr(pipeline, "calibrate_checkpoint", lambda *a, device, **k: got.update(calibrate=device))
+    monkeypatch.setattr(pipeline, "evaluate", lambda *a, device, **k: got.update(evaluate=device) or {})
+    monkeypatch.setattr(pipeline, "write_report", lambda out: out / "report.md")
+    cfg = Config()
+    cfg.train.device = "cuda"
+    prepared = SimpleNamespace(indices=lambda split: [])
+    pipeline.train_evaluate_report(cfg, prepared, tmp_path, False, False, log=lambda *_: None)
+    assert got == {"calibrate": "resolved-cuda", "evaluate": "resolved-cuda"}
 
 
 CASES = ("pretrain", "joint", "joint-frozen-encoder", "joint-no-reconstruction")

@@ -9,9 +9,13 @@ from vemo.data.preprocessing.face import center_box, crop_square, track_faces
 def test_crop_square_size_and_padding():
     img = np.arange(100 * 80, dtype=np.uint32).reshape(80, 100).astype(np.uint8)
     assert crop_square(img, np.array([10, 10, 30, 30]), 48, 0.2).shape == (48, 48)
-    # a box hanging off the top-left corner is padded by edge replication, not clipped or shifted
-    out = crop_square(np.pad(np.full((60, 60), 200, np.uint8), 20), np.array([-20, -20, 40, 40]), 40, 0.0)
-    assert out.shape == (40, 40) and out[0, 0] == 0
+    # a box hanging off the top-left corner is padded by edge replication, not zeros, clipped or shifted:
+    # pixel (r, c) of the crop is the image's (r - 20, c - 20), the nearest edge pixel where that is outside
+    yy, xx = np.mgrid[:60, :60]
+    ramp = (10 + xx + 2 * yy).astype(np.uint8)
+    out = crop_square(ramp, np.array([-20, -20, 40, 40]), 40, 0.0)
+    r, c = np.mgrid[:40, :40]
+    assert np.array_equal(out, ramp[np.clip(r - 20, 0, None), np.clip(c - 20, 0, None)])
 
 
 def test_blank_frames_fall_back_to_centre_crop():

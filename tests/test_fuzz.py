@@ -90,8 +90,8 @@ def test_truncated_clips_decode_or_raise_clip_error(real_clips, data):
         path.write_bytes(blob[:size])
         try:
             frames = decode_gray(path)
-        except ClipError as err:
-            assert str(err) and err.kind
+        except ClipError as err:  # one of the reasons a cut file can have, said in words
+            assert str(err) and err.kind in {"empty", "corrupt", "too-short", "truncated"}
         else:
             assert len(frames) >= 2
             assert all(f.dtype == np.uint8 and f.ndim == 2 and f.shape == frames[0].shape for f in frames)

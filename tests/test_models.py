@@ -96,7 +96,8 @@ def test_flops_counted_per_clip_grow_with_frames():
     from vemo.models.registry import flops_per_clip
 
     model = build_model("c3d", 6, 48, width=8, hidden=24)
-    assert 0 < flops_per_clip(model, 10, 48) < flops_per_clip(model, 20, 48)
+    ten = flops_per_clip(model, 10, 48)
+    assert ten > 1e6 and flops_per_clip(model, 20, 48) == pytest.approx(2 * ten, rel=0.01)  # convolutions dominate
 
 
 @pytest.mark.parametrize("encoder", ["small_cnn", "resnet"])

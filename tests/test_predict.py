@@ -134,7 +134,17 @@ def test_combined_table_has_a_source_column_and_survives_commas_and_quotes(tmp_p
     assert sorted(p.name for p in (tmp_path / "out").glob("clip*.csv")) == ["clip-2.csv", "clip.csv"]
 
 
-def test_workers_give_the_same_table(checkpoint, short_video, tmp_path):
+def test_workers_give_the_same_table(checkpoint, short_video, tmp_path, monkeypatch):
+    from vemo.predict import cli_support
+
+    pools = []
+    real_pool = cli_support.ProcessPoolExecutor
+
+    def counted_pool(workers, *args, **kwargs):
+        pools.append(workers)
+        return real_pool(workers, *args, **kwargs)
+
+    monkeypatch.setattr(cli_support, "ProcessPoolExecutor", counted_pool)
     inputs = []
     for k in range(3):
         inputs.append(tmp_path / f"v{k}.mp4")
@@ -142,6 +152,7 @@ def test_workers_give_the_same_table(checkpoint, short_video, tmp_path):
     for workers in (1, 2):
         run_predict([str(p) for p in inputs], str(checkpoint), str(tmp_path / f"w{workers}"), progress=False,
                     log=lambda _: None, workers=workers)  # fmt: skip
+    assert pools == [2]  # workers=1 ran here, workers=2 in a pool of two processes
     assert (tmp_path / "w1" / "predictions.csv").read_text() == (tmp_path / "w2" / "predictions.csv").read_text()
 
 
@@ -185,6 +196,41 @@ def test_an_output_over_an_input_is_refused(checkpoint, short_video, tmp_path, m
     assert video.read_bytes() == before
     if how == "csv":
         assert (tmp_path / "in.csv").read_text() == before_csv
+
+
+def test_a_batch_goes_on_past_an_unexpected_failure_and_names_it(checkpoint, short_video, tmp_path, monkeypatch):
+    """An error no check foresaw (a decoder's, a detector's) on one input skips it with its type and
+    message; the others are predicted and the combined table is written."""
+    import shutil
+
+    from vemo.predict import cli_support
+
+    real = cli_support.predict_item
+
+    def flaky(item, *args, **kwargs):
+        if item.path.name == "odd.mp4":
+            raise RuntimeError("decoder fell over")
+        return real(item, *args, **kwargs)
+
+    shutil.copy(short_video, tmp_path / "odd.mp4")
+    monkeypatch.setattr(cli_support, "predict_item", flaky)
+    lines = []
+    done = run_predict([str(short_video), str(tmp_path / "odd.mp4")], str(checkpoint), str(tmp_path / "out"),
+                       progress=False, log=lines.append)  # fmt: skip
+    assert [r["source"] for r in done] == [str(short_video)]
+    assert f"skipped {tmp_path / 'odd.mp4'}: unexpected error: RuntimeError: decoder fell over" in lines
+    with (tmp_path / "out" / "predictions.csv").open() as fh:
+        assert {row["source"] for row in csv.DictReader(fh)} == {str(short_video)}
+
+
+def test_predict_refuses_an_output_folder_it_cannot_write_before_reading_any_input(checkpoint, short_video, tmp_path):
+    from vemo.io import OutputError
+
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with pytest.raises(OutputError, match="taken: exists and is not a folder"):  # not the missing input's error
+        run_predict(
+            [str(tmp_path / "missing.mp4")], str(checkpoint), str(tmp_path / "taken"), progress=False, log=print
+        )
 
 
 def test_annotated_video_has_a_box_and_label_from_frame_0(checkpoint, short_video, tmp_path):

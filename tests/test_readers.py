@@ -55,6 +55,47 @@ def test_fer_csv_usage_splits_and_bad_rows(tmp_path):
     assert len(prepared.manifest["skipped"]) == 4
 
 
+def test_fer_csv_that_is_a_pointer_or_empty_is_named_and_a_spreadsheet_bom_is_read(tmp_path):
+    csv_path = tmp_path / "fer2013.csv"
+    csv_path.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 301072766\n")
+    with pytest.raises(ValueError, match=r"fer2013\.csv: Git LFS pointer file .* not the CSV"):
+        read_fer2013(tmp_path)
+    csv_path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"fer2013\.csv: empty file"):
+        read_fer2013(tmp_path)
+    write_fer_csv(csv_path)
+    csv_path.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())  # saved by a spreadsheet
+    records, skipped, _ = read_fer2013(tmp_path)
+    assert len(records) == 9 and not skipped
+
+
+def test_only_a_csv_source_ending_in_row_digits_is_a_csv_row():
+    from vemo.data.sources.fer2013 import csv_row
+
+    assert csv_row("data/fer2013.csv#row12") == ("data/fer2013.csv", 12)
+    assert csv_row("faces/x#row1.jpg") == ("faces/x#row1.jpg", None)  # an image named so is a file
+    assert csv_row("data/fer2013.csv#rowX") == ("data/fer2013.csv#rowX", None)
+
+
+def test_hidden_and_tool_folders_are_no_dataset_folders(tmp_path):
+    _write_fer_folders(tmp_path / "fer", [("train/happy/Training_1.jpg", 1), ("test/sad/PublicTest_2.jpg", 2)])
+    (tmp_path / "fer" / "__MACOSX" / "train").mkdir(parents=True)  # left by unzipping on a Mac
+    (tmp_path / "fer" / "train" / ".ipynb_checkpoints").mkdir()
+    records, skipped, _ = read_fer2013(tmp_path / "fer")  # still the train/ test/ layout
+    assert {(r.label, r.split) for r in records} == {("happy", "train"), ("sad", "test")} and not skipped
+    root = tmp_path / "clips"
+    (root / "happy").mkdir(parents=True)
+    write_video(root / "happy" / "v.mp4", _clip(seed=0))
+    (root / ".ipynb_checkpoints").mkdir()
+    (root / "happy" / ".DS_Store").write_bytes(b"\0")
+    (root / "loose.mp4").write_bytes(b"\0")
+    records, skipped, labels = read_folder(root)
+    assert labels == ("happy",) and len(records) == 1
+    assert [(s.source.rsplit("/", 1)[-1], s.kind, s.reason) for s in skipped] == [
+        ("loose.mp4", "no-label", "not inside a <label>/ folder")
+    ]
+
+
 def _write_fer_folders(root, layout):
     for rel, seed in layout:
         path = root / rel
@@ -185,8 +226,10 @@ def test_no_face_and_empty_folder(tmp_path):
     (root / "sad").mkdir(parents=True)
     write_video(root / "sad" / "wall.mp4", [np.full((64, 64), 128, np.uint8)] * 12)
     cfg = PrepareConfig(dataset="folder", root=str(root), frames=10, cache_dir=str(tmp_path / "c"), workers=1)
-    prepared = prepare(cfg, **QUIET)  # haar finds nothing: centre-crop fallback, recorded
+    logs = []
+    prepared = prepare(cfg, progress=False, log=logs.append)  # haar finds nothing: centre-crop fallback, recorded
     assert prepared.items[0]["face_detected"] is False
+    assert f"  no face found in {root / 'sad' / 'wall.mp4'}: centre crop used" in logs  # named, not only counted
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PrepareError, match="no usable folder files"):
+    with pytest.raises(PrepareError, match=r"no usable folder files found \(expected ROOT/<label>/<clip>\.mp4"):
         prepare(PrepareConfig(dataset="folder", root=str(tmp_path / "empty"), cache_dir=str(tmp_path / "c")), **QUIET)

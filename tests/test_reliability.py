@@ -142,6 +142,7 @@ def test_a_finished_run_is_kept_unless_forced(tmp_path, capsys):
     with pytest.raises(OutputError, match="interrupted run.*--resume"):
         claim_run_folder(run, resume=False, force=False)
     claim_run_folder(run, resume=True, force=False)  # resuming is what it is there for
+    assert (run / "last.pt").read_text() == "interrupted"  # and it keeps what it resumes from
 
 
 def test_train_out_that_is_a_file_is_one_line(tmp_path, capsys):
@@ -363,16 +364,18 @@ def test_report_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
 @pytest.mark.parametrize(
     "text, says",
     [
-        ('train:\n  epochs: !!python/object/apply:os.system ["echo hi"]\n', "Python tags are refused"),
+        ('train:\n  epochs: !!python/object/apply:os.system ["touch pwned-by-yaml"]\n', "Python tags are refused"),
         ("train:\n  epochs: [1, 2\n", "line 3: not valid YAML"),
     ],
     ids=["python-tag", "syntax-error"],
 )
-def test_bad_yaml_is_one_line_naming_the_file(tmp_path, capsys, text, says):
+def test_bad_yaml_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch, text, says):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
+    monkeypatch.chdir(tmp_path)
     line = _one_line_error(capsys, main(["models", "--config", str(path)]))
     assert str(path) in line and says in line
+    assert not (tmp_path / "pwned-by-yaml").exists()  # the tag was refused, not run
 
 
 def test_unwritable_outputs_are_one_line(checkpoint, tiny_synth, unwritable, capsys):

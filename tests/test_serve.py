@@ -299,9 +299,16 @@ def test_a_bad_checkpoint_fails_at_start_and_leaves_nothing(tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("bad", [{"max_upload_mb": 0}, {"workers": 0}, {"hop_s": float("nan")}])
-def test_settings_are_checked(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        ({"max_upload_mb": 0}, "--max-upload-mb must be a positive number"),
+        ({"workers": 0}, "need --workers >= 1"),
+        ({"hop_s": float("nan")}, "--hop must be a positive number"),
+    ],
+)
+def test_settings_are_checked(bad, says):
+    with pytest.raises(ValueError, match=says):
         ServeSettings(**bad)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from vemo.data.sources.fer2013 import load_still
 from vemo.data.sources.formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from vemo.data.sources.video import ClipError
+from vemo.data.sources.video import ClipError, unexpected
 from vemo.predict.run import CLIP, Predictor, check_window, predict_frames, predict_image, predict_video
 from vemo.predict.stream import Frame
 from vemo.predict.table import records, to_frame
@@ -37,6 +37,7 @@ class Item:
     name: str
     path: Path | None = None
     array: np.ndarray | None = None
+    problem: str | None = None  # why a file found in a folder cannot be read (reported as skipped)
 
     @property
     def is_image(self) -> bool:
@@ -46,8 +47,10 @@ class Item:
 
 
 def expand(source: Source | list[Source]) -> list[Item]:
-    """Inputs as items: files as given, folders as their video and image files (recursively, sorted),
-    arrays as they are. Raises FileNotFoundError when a path does not exist or nothing is found."""
+    """Inputs as items: files as given, folders as their files (recursively, sorted; hidden ones left
+    out), arrays as they are. A folder's file of another type becomes an item with a `problem`, so a
+    run reports it as skipped instead of passing over it in silence. Raises FileNotFoundError when a
+    path does not exist or no video or image is found."""
     sources = source if isinstance(source, list | tuple) else [source]
     items: list[Item] = []
     for k, s in enumerate(sources):
@@ -56,15 +59,29 @@ def expand(source: Source | list[Source]) -> list[Item]:
             continue
         p = Path(s)
         if p.is_dir():
-            wanted = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS
-            items += [Item(str(f), f) for f in sorted(p.rglob("*")) if f.suffix.lower() in wanted and f.is_file()]
+            items += [_folder_item(f) for f in sorted(p.rglob("*")) if _listed(f, p)]
         elif p.exists() or p.is_symlink():
             items.append(Item(str(p), p))
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
-    if not items:
-        raise FileNotFoundError(f"no videos or images found in {', '.join(map(str, sources)) or '(no inputs)'}")
+    if all(it.problem for it in items):
+        others = f" ({len(items)} other files, e.g. {items[0].name})" if items else ""
+        raise FileNotFoundError(
+            f"no videos or images found in {', '.join(map(str, sources)) or '(no inputs)'}{others}; "
+            f"vemo reads {' '.join(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)}"
+        )
     return items
+
+
+def _listed(f: Path, folder: Path) -> bool:
+    """A file (or broken link) under `folder` that no hidden folder or name hides (.DS_Store, .git/...)."""
+    return not f.is_dir() and not any(part.startswith(".") for part in f.relative_to(folder).parts)
+
+
+def _folder_item(f: Path) -> Item:
+    if f.suffix.lower() in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS:
+        return Item(str(f), f)  # a broken link among them is named as missing when it is read
+    return Item(str(f), f, problem=f"not a video or image vemo reads ({f.suffix or 'no extension'})")
 
 
 def load_predictor(
@@ -88,6 +105,8 @@ def predict_item(
     progress: bool = False,
 ) -> tuple[list[dict], dict]:
     """Rows of one input and facts about it; raises ClipError (with the reason) for unusable inputs."""
+    if item.problem:
+        raise ClipError(item.problem, "unsupported")
     if item.is_image:
         gray = _gray(item.array) if item.array is not None else load_still(str(item.path))
         return predict_image(gray, predictor, all_faces), {"frames_decoded": 1, "image": True}
@@ -138,11 +157,12 @@ def predict(
     for item in items:
         try:
             rows, _ = predict_item(item, predictor, window, hop, all_faces, fps, progress=progress)
-        except ClipError as err:
-            if len(items) == 1:
-                raise ClipError(f"{item.name}: {err}", err.kind) from err
-            log.warning("skipped %s: %s", item.name, err)
-            skipped.append((item.name, str(err)))
+        except ImportError:  # a missing package is no fault of this input: stop
+            raise
+        except Exception as err:
+            reason = _skip_reason(err, item, alone=len(items) == 1)
+            log.warning("skipped %s: %s", item.name, reason)
+            skipped.append((item.name, reason))
             continue
         recs += records(rows, predictor.labels, item.name)
     if not recs:
@@ -150,6 +170,18 @@ def predict(
     df = to_frame(recs, predictor.labels)
     df.attrs.update(labels=list(predictor.labels), skipped=skipped)
     return df
+
+
+def _skip_reason(err: Exception, item: Item, alone: bool) -> str:
+    """Why an input among several is skipped. An input given alone raises instead: a ClipError naming it
+    for a failure vemo foresees (unreadable, no frames, ...), the error itself otherwise (its traceback
+    is what helps)."""
+    foreseen = isinstance(err, ClipError | OSError)
+    if alone and foreseen:
+        raise ClipError(f"{item.name}: {err}", getattr(err, "kind", "unreadable")) from err
+    if alone:
+        raise err
+    return str(err if foreseen else unexpected(err))
 
 
 def _array_is_image(a: np.ndarray) -> bool:

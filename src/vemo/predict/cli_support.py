@@ -13,8 +13,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from vemo.data.sources.video import ClipError
-from vemo.io import write_json
+from vemo.data.sources.video import ClipError, unexpected
+from vemo.io import check_writable, write_json
 from vemo.predict.api import Item, expand, load_predictor, predict_item
 from vemo.predict.run import NO_FACE, Predictor, check_window, predict_frames, resolve_device, summarize
 from vemo.predict.stream import webcam_frames
@@ -47,10 +47,11 @@ def annotate_targets(items: list[Item], names: list[str], annotate: str | None) 
         return [None] * len(items)
     dest = Path(annotate)
     folder = dest.is_dir() or not dest.suffix
-    if len(items) > 1 and not folder:
-        raise ValueError(f"--annotate {annotate}: with {len(items)} inputs give a folder (one video per input)")
+    readable = sum(not item.problem for item in items)
+    if readable > 1 and not folder:
+        raise ValueError(f"--annotate {annotate}: with {readable} inputs give a folder (one video per input)")
     return [
-        None if item.is_image else (dest / f"{name}.mp4" if folder else dest)
+        None if item.is_image or item.problem else (dest / f"{name}.mp4" if folder else dest)
         for item, name in zip(items, names, strict=True)
     ]
 
@@ -87,7 +88,7 @@ def run_predict(
     `preprocessing`: face settings given by the user (--set prepare.KEY=VALUE), else the model's own."""
     check_window(window_s, hop_s)
     resolve_device(device)  # before any worker starts or file is written
-    out_dir = Path(out)
+    out_dir = check_writable(out)  # before any input is read: a long run never ends in a failed write
     if webcam is not None:
         predictor = load_predictor(checkpoint, device, preprocessing)
         return [_webcam(webcam, predictor, out_dir, (window_s, hop_s, all_faces), max_seconds, log)]
@@ -128,13 +129,18 @@ def _worker_one(job, settings: dict) -> dict:
 
 
 def _one(job: tuple[Item, str, Path | None], predictor: Predictor, settings: dict, progress: bool) -> dict:
-    """Predict one input and write its files; a ClipError becomes a `skipped` result (the batch goes on)."""
+    """Predict one input and write its files; an input that fails, for a reason foreseen or not, becomes a
+    `skipped` result (the batch goes on; a missing package stops it)."""
     item, name, target = job
     window_s, hop_s, all_faces = settings["window_s"], settings["hop_s"], settings["all_faces"]
     try:
         rows, facts = predict_item(item, predictor, window_s, hop_s, all_faces, annotate=target, progress=progress)
     except (ClipError, OSError) as err:
         return {"source": item.name, "skipped": str(err)}
+    except ImportError:
+        raise
+    except Exception as err:
+        return {"source": item.name, "skipped": str(unexpected(err))}
     out = Path(settings["out"])
     recs = records(rows, predictor.labels, item.name)
     meta = {"source": item.name, **facts, "window_s": window_s, "hop_s": hop_s, "labels": predictor.labels}

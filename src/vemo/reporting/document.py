@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import re
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from vemo.io import remove_stale_temps
 
 
 @dataclass
@@ -109,7 +112,9 @@ def print_pdf(html_path: Path, pdf_path: Path) -> bool:
     """report.html -> report.pdf with headless Chromium; False (and nothing written) when unavailable."""
     if find_chromium() is None:
         return False
-    tmp = pdf_path.with_name(f".{pdf_path.name}.tmp")
+    # named as atomic_write names its temporaries, so one left by a killed run is cleaned up next time
+    remove_stale_temps(pdf_path.parent, pdf_path.name)
+    tmp = pdf_path.with_name(f".{pdf_path.name}.{os.getpid()}.chromium.tmp")
     try:
         result = chromium_run(["--no-pdf-header-footer", f"--print-to-pdf={tmp}", html_path.resolve().as_uri()])
     except subprocess.TimeoutExpired:

@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 
 from vemo.config import upgrade_saved
-from vemo.io import write_text
+from vemo.io import atomic_write, write_text
 from vemo.reporting.document import Block, print_pdf, to_html, to_markdown
 from vemo.reporting.plots import plot_attention, plot_embeddings, plot_gallery
 
@@ -267,7 +267,8 @@ def _comparison(compare: dict, cdir: Path, run: Path) -> list[Block]:
     for name, alt in (("compare.png", "accuracy and macro-F1 per variant"), ("robustness.png", "robustness curves")):
         if (cdir / name).exists():
             target = run / f"compare_{name}"
-            target.write_bytes((cdir / name).read_bytes())
+            data = (cdir / name).read_bytes()
+            atomic_write(target, lambda fh, data=data: fh.write(data))
             figs.append((target.name, alt))
     if figs:
         blocks.append(Block("img", figs))

@@ -32,8 +32,9 @@ from vemo.config import Config, PrepareConfig, copy_preprocessing
 from vemo.data.preprocessing.face import crop_square, track_faces
 from vemo.data.preprocessing.split import TooFewGroups, assign_splits
 from vemo.data.sources.datasets import get_reader, read_dataset
+from vemo.data.sources.fer2013 import csv_row, load_still
 from vemo.data.sources.records import Record, Skipped, access_problem
-from vemo.data.sources.video import ClipError, sample_clip
+from vemo.data.sources.video import ClipError, sample_clip, unexpected
 from vemo.io import remove_stale_temps
 
 # 6: padded-try boxes kept inside the picture, centre-crop fallback = the whole shorter side;
@@ -156,8 +157,6 @@ def process_clip(source: str, cfg: PrepareConfig) -> tuple[np.ndarray, dict]:
 
 def process_still(source: str, cfg: PrepareConfig) -> tuple[np.ndarray, dict]:
     """A face image resized to S x S, as a (1, S, S) clip; sequences are made at load time (preprocessing/stills.py)."""
-    from vemo.data.sources.fer2013 import load_still
-
     image = load_still(source)
     interp = cv2.INTER_AREA if min(image.shape) > cfg.size else cv2.INTER_LINEAR
     still = cv2.resize(image, (cfg.size, cfg.size), interpolation=interp)
@@ -177,7 +176,8 @@ def _work(job: tuple[int, str, PrepareConfig, str]) -> tuple[int, np.ndarray | N
     except ImportError:  # a missing package is no fault of this file: stop, do not skip every file
         raise
     except Exception as err:  # a batch run goes on; the manifest says what went wrong
-        return i, None, {}, f"unexpected error: {type(err).__name__}: {err}", "error"
+        err = unexpected(err)
+        return i, None, {}, str(err), err.kind
 
 
 def _worker_init() -> None:
@@ -187,7 +187,7 @@ def _worker_init() -> None:
 
 
 def _file_of(source: str) -> str:
-    return source.split("#row")[0]  # a CSV row's file is the CSV
+    return csv_row(source)[0]  # a CSV row's file is the CSV
 
 
 def _state(path: str) -> str:
@@ -262,6 +262,16 @@ def skipped_lines(skipped: list[dict], manifest: Path, limit: int = SHOWN_SKIPPE
     lines = [f"  skipped {s['source']}: {s['reason']}" for s in skipped[:limit]]
     if len(skipped) > limit:
         lines.append(f"  ... and {len(skipped) - limit} more; all {len(skipped)} are listed in {manifest}")
+    return lines
+
+
+def fallback_lines(items: list[dict], manifest: Path, limit: int = SHOWN_SKIPPED) -> list[str]:
+    """The clips kept with a centre crop because no face was found in them (a crop that may show no
+    face), the first `limit`; every clip's `face_detected` is in the manifest."""
+    missed = [it["source"] for it in items if not it["face_detected"]]
+    lines = [f"  no face found in {s}: centre crop used" for s in missed[:limit]]
+    if len(missed) > limit:
+        lines.append(f"  ... and {len(missed) - limit} more; each clip's face_detected is in {manifest}")
     return lines
 
 
@@ -432,8 +442,8 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
     records, inaccessible, states = check_sources(records)
     unreadable = unreadable + inaccessible
     if not records:
-        reasons = "; ".join(f"{s.source}: {s.reason}" for s in unreadable[:5])
-        raise PrepareError(f"{cfg.root}: no usable {cfg.dataset} files found" + (f" ({reasons})" if reasons else ""))
+        reasons = "; ".join(f"{s.source}: {s.reason}" for s in unreadable[:5]) or f"expected {reader.layout}"
+        raise PrepareError(f"{cfg.root}: no usable {cfg.dataset} files found ({reasons})")
     if not 10 <= cfg.frames <= 20:
         log(f"warning: T={cfg.frames} frames per clip is outside the 10-20 range vemo is designed for")
     final = Path(cfg.cache_dir) / f"{cfg.dataset}-{cache_key(cfg, records, unreadable, states)}"
@@ -477,6 +487,9 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
     log(f"{summarize(len(prepared.items), skipped)}; {_face_summary(prepared)}; cache {final}")
     for line in skipped_lines(skipped, final / "manifest.json"):
         log(line)
+    if prepared.kind == "clips":  # stills are face crops already: no detection ran
+        for line in fallback_lines(prepared.items, final / "manifest.json"):
+            log(line)
     return prepared
 
 

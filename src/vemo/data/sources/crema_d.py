@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vemo.data.sources.formats import VIDEO_EXTENSIONS
 from vemo.data.sources.records import CREMA_D_CODES, CREMA_D_LABELS, Record, Skipped
+from vemo.data.sources.video import ClipError, check_file
 
 NAME = re.compile(r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{2})$")
 
@@ -34,17 +35,36 @@ VOTE_CODES = {"A": "angry", "D": "disgust", "F": "fear", "H": "happy", "N": "neu
 TARGETS = ("acted", "face-vote")
 
 
+def read_table(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    """Rows of one of CREMA-D's metadata CSVs, every value a stripped string ('' where a short row has
+    none). ValueError naming the file when it is a Git LFS pointer, empty, not UTF-8 text or lacks one
+    of `columns`: CREMA-D's repository stores these with LFS too."""
+    try:
+        check_file(path, "the CSV")
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in reader.fieldnames or []]
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise ValueError(f"{path}: no column {', '.join(missing)} (its header: {','.join(header)!r})")
+            reader.fieldnames = header
+            return [{k: (v or "").strip() for k, v in row.items() if isinstance(k, str)} for row in reader]
+    except ClipError as err:
+        raise ValueError(f"{path}: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
 def read_demographics(root: Path) -> dict[str, dict[str, str]]:
     """Actor id -> {age, sex, race, ethnicity} from VideoDemographics.csv, if present."""
     path = root / "VideoDemographics.csv"
     if not path.is_file():
         return {}
-    with path.open(newline="") as fh:
-        return {
-            row["ActorID"].strip(): {k.lower(): v.strip() for k, v in row.items() if k != "ActorID"}
-            for row in csv.DictReader(fh)
-            if row.get("ActorID")
-        }
+    return {
+        row["ActorID"]: {k.lower(): v for k, v in row.items() if k != "ActorID"}
+        for row in read_table(path, ("ActorID",))
+        if row["ActorID"]
+    }
 
 
 def read_face_votes(root: Path) -> dict[str, str]:
@@ -52,8 +72,7 @@ def read_face_votes(root: Path) -> dict[str, str]:
     path = root / "processedResults" / "summaryTable.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: needed for prepare.target=face-vote (CREMA-D's processedResults/)")
-    with path.open(newline="") as fh:
-        return {row["FileName"].strip(): row["FaceVote"].strip() for row in csv.DictReader(fh)}
+    return {row["FileName"]: row["FaceVote"] for row in read_table(path, ("FileName", "FaceVote")) if row["FileName"]}
 
 
 def _vote_label(vote: str | None) -> str:

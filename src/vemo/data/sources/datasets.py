@@ -24,12 +24,20 @@ class DatasetReader:
     read: ReadFn
     kind: str  # "clips" or "stills"
     options: tuple[str, ...] = ()  # PrepareConfig fields passed to `read` as keyword arguments
+    layout: str = ""  # the files it looks for, for the error when it finds none
 
 
 READERS: dict[str, DatasetReader] = {
-    "crema-d": DatasetReader(read_crema_d, "clips", ("target",)),
-    "fer2013": DatasetReader(read_fer2013, "stills"),
-    "folder": DatasetReader(read_folder, "clips"),
+    "crema-d": DatasetReader(
+        read_crema_d, "clips", ("target",), "ROOT/VideoFlash/<actor>_<sentence>_<EMO>_<level>.flv, or the clips in ROOT"
+    ),
+    "fer2013": DatasetReader(
+        read_fer2013,
+        "stills",
+        (),
+        "ROOT/fer2013.csv, ROOT/train/<class>/*.jpg + ROOT/test/<class>/*.jpg, or ROOT/<class>/*.jpg",
+    ),
+    "folder": DatasetReader(read_folder, "clips", (), "ROOT/<label>/<clip>.mp4 or ROOT/<label>/<clip>/<frame>.png"),
 }
 
 

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from vemo.data.sources.formats import IMAGE_EXTENSIONS
-from vemo.data.sources.records import FER_LABELS, Record, Skipped, canonical_label
-from vemo.data.sources.video import ClipError, read_image
+from vemo.data.sources.records import FER_LABELS, Record, Skipped, canonical_label, system_entry
+from vemo.data.sources.video import ClipError, check_file, read_image
 
 FER_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # the CSV's 0..6
 USAGE = {"training": "train", "publictest": "test", "privatetest": "private-test"}
@@ -61,9 +61,14 @@ def _split_from_name(path: Path, folder_split: str | None) -> str | None:
 def _read_folders(root: Path) -> tuple[list[Record], list[Skipped]]:
     records: list[Record] = []
     skipped: list[Skipped] = []
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir())
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not system_entry(p))
     if subdirs and all(p.name.lower() in SPLIT_FOLDERS for p in subdirs):
-        class_dirs = [(c, SPLIT_FOLDERS[s.name.lower()]) for s in subdirs for c in sorted(s.iterdir()) if c.is_dir()]
+        class_dirs = [
+            (c, SPLIT_FOLDERS[s.name.lower()])
+            for s in subdirs
+            for c in sorted(s.iterdir())
+            if c.is_dir() and not system_entry(c)
+        ]
     else:
         class_dirs = [(c, "test") for c in subdirs]
     for cdir, folder_split in class_dirs:
@@ -93,7 +98,12 @@ def _parse_line(line: str) -> tuple[str, str, str] | str:
 def _csv_rows(path: str, mtime_ns: int) -> dict[int, tuple[str, str, str] | str]:
     """Row number (1 = first data row, i.e. line 2) -> (emotion, pixels, usage) as text, or the reason
     the line is malformed; one entry per line after the header. Parsed once per process."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:  # a bad byte spoils its row only
+    try:
+        check_file(path, "the CSV")
+    except ClipError as err:
+        raise ValueError(f"{path}: {err}") from None
+    # utf-8-sig: a spreadsheet's byte-order mark is no part of the header
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:  # a bad byte spoils its row only
         lines = (line.removesuffix("\r") for line in _lines(fh))
         header = [h.strip().lower() for h in next(csv.reader([next(lines, "")]), [])]
         if header[:2] != ["emotion", "pixels"]:
@@ -171,11 +181,20 @@ def read_fer2013(root: str | Path) -> tuple[list[Record], list[Skipped], tuple[s
     return carve_validation(records), skipped, FER_LABELS
 
 
+def csv_row(source: str) -> tuple[str, int | None]:
+    """(file, row) of a record's source: `data.csv#row12` is row 12 of data.csv; any other source (an
+    image whose name merely holds '#row', say `x#row1.jpg`) is a file of its own, row None."""
+    path, mark, n = source.rpartition(ROW_MARK)
+    if mark and path.lower().endswith(".csv") and n.isdigit():
+        return path, int(n)
+    return source, None
+
+
 def load_still(source: str) -> np.ndarray:
     """The grayscale uint8 image of a record: an image file, or `file.csv#rowN`. Raises ClipError."""
-    if ROW_MARK in source:
-        path, _, n = source.rpartition(ROW_MARK)
-        return _row_image(_rows(Path(path))[int(n)], n)
+    path, row = csv_row(source)
+    if row is not None:
+        return _row_image(_rows(Path(path)).get(row, "no such row in the file"), str(row))
     return read_image(source)  # missing, empty, Git LFS pointer, unreadable, truncated: each said so
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vemo.data.sources.crema_d import NAME as CREMA_NAME
 from vemo.data.sources.formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from vemo.data.sources.records import Record, Skipped, access_problem, canonical_label
+from vemo.data.sources.records import Record, Skipped, access_problem, canonical_label, system_entry
 
 
 def _group(clip: Path) -> str:
@@ -46,13 +46,15 @@ def read_folder(root: str | Path) -> tuple[list[Record], list[Skipped], tuple[st
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder (expected <label>/<clip> sub-folders)")
-    label_dirs, skipped = _entries(root)
+    entries, skipped = _entries(root)
+    entries = [p for p in entries if not system_entry(p)]
+    skipped += [Skipped(str(p), "not inside a <label>/ folder", "no-label") for p in entries if not p.is_dir()]
     records: list[Record] = []
-    for label_dir in (p for p in label_dirs if p.is_dir()):
+    for label_dir in (p for p in entries if p.is_dir()):
         label = canonical_label(label_dir.name)
         clips, unusable = _entries(label_dir)
         skipped += unusable
-        for item in (_clip_record(clip, label) for clip in clips):
+        for item in (_clip_record(clip, label) for clip in clips if not system_entry(clip)):
             (records if isinstance(item, Record) else skipped).append(item)
     labels = tuple(sorted({r.label for r in records}))
     return records, skipped, labels

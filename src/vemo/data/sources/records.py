@@ -41,6 +41,11 @@ SYNONYMS = {
 }
 
 
+def system_entry(path: Path) -> bool:
+    """A hidden or tool-made entry (`.ipynb_checkpoints`, `.DS_Store`, `__MACOSX`) that no dataset means."""
+    return path.name.startswith((".", "__"))
+
+
 def canonical_label(name: str) -> str:
     """Lower-case label name with common synonyms mapped (`Anger` -> `angry`, `HAP` -> `happy`)."""
     key = name.strip().lower()

@@ -48,8 +48,15 @@ class ClipError(Exception):
         self.kind = kind
 
 
-def check_file(path: str | Path) -> None:
-    """Catch the common non-video files before FFmpeg gives an opaque error about them."""
+def unexpected(err: Exception) -> ClipError:
+    """A failure no check foresaw (a decoder or detector error on one odd file), as a skip reason: a
+    batch run records it and goes on with the other inputs instead of losing them all."""
+    return ClipError(f"unexpected error: {type(err).__name__}: {err}", "error")
+
+
+def check_file(path: str | Path, what: str = "a video") -> None:
+    """Catch the common non-media files before FFmpeg (or a CSV parser) gives an opaque error about them;
+    `what` the file should have been, for the message."""
     path = Path(path)
     if not path.exists():
         raise ClipError("file does not exist", "missing")
@@ -60,7 +67,7 @@ def check_file(path: str | Path) -> None:
         head = fh.read(len(LFS_MAGIC))
     if head == LFS_MAGIC:
         raise ClipError(
-            f"Git LFS pointer file ({size} bytes), not a video: the dataset was cloned without its media; "
+            f"Git LFS pointer file ({size} bytes), not {what}: the dataset was cloned without its media; "
             "run `git lfs pull` in the dataset repository",
             "lfs-pointer",
         )
@@ -171,7 +178,7 @@ def read_image(path: str | Path) -> np.ndarray:
     truncated (a JPEG or PNG whose end is missing)."""
     import cv2
 
-    check_file(path)
+    check_file(path, "an image")
     data = Path(path).read_bytes()
     if _image_end_missing(data):
         raise ClipError(f"truncated image: the file ends early ({len(data)} bytes); copy it again", "truncated")
