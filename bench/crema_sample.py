@@ -11,25 +11,23 @@ classes (surprise included), CREMA-D has six.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import vemo
+from vemo.data.sources.crema_d import VOTE_CODES, read_table
 from vemo.data.sources.records import canonical_label
-
-VOTE = {"A": "angry", "D": "disgust", "F": "fear", "H": "happy", "N": "neutral", "S": "sad"}
 
 
 def crowd_votes(root: Path) -> dict[str, tuple[str, str]]:
     """Clip name -> (the crowd's face-only label, its agreement in percent); ties read "angry/disgust"."""
-    with open(root / "processedResults" / "summaryTable.csv", newline="") as fh:
-        return {
-            r["FileName"]: (
-                "/".join(VOTE.get(v, v) for v in r["FaceVote"].split(":")),
-                "/".join(f"{float(v):.0f}%" for v in r["FaceLevel"].split(":")),
-            )
-            for r in csv.DictReader(fh)
-        }
+    table = read_table(root / "processedResults" / "summaryTable.csv", ("FileName", "FaceVote", "FaceLevel"))
+    return {
+        r["FileName"]: (
+            "/".join(VOTE_CODES.get(v, v) for v in r["FaceVote"].split(":")),
+            "/".join(f"{float(v):.0f}%" for v in r["FaceLevel"].split(":")),
+        )
+        for r in table
+    }
 
 
 def main() -> None:
