@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -90,6 +91,21 @@ class AnnotatedWriter:
             self.container.mux(packet)
         self.container.close()
         self.tmp.replace(self.path)
+
+
+@contextlib.contextmanager
+def annotated_video(path: str | Path | None, ids: bool = False, fps: float = 30.0) -> Iterator[AnnotatedWriter | None]:
+    """An AnnotatedWriter for `path` (None when no copy is asked for) that is finished when the block
+    ends and dropped when it raises, Ctrl-C included: no half-written video under the requested name."""
+    writer = AnnotatedWriter(path, ids, fps) if path else None
+    try:
+        yield writer
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.close()
 
 
 def label(rgb: np.ndarray, text: str, corner: tuple[int, int], color: tuple[int, int, int]) -> None:

@@ -258,33 +258,26 @@ def predict_video(
 
     Raises ClipError for unusable files (the annotated video is then not left half-written).
     """
-    from vemo.predict.annotate import AnnotatedWriter
+    from vemo.predict.annotate import annotated_video
 
     source = Path(source)
     if window_s == CLIP:
         return predict_clip(source, predictor), {"window": CLIP}
-    writer = AnnotatedWriter(annotate, all_faces, video_fps(source)) if annotate else None
-    frames = video_frames(source, want_rgb=writer is not None)
-    bar = tqdm(desc=source.name, unit="frame", disable=not progress, leave=False)
     decoded = 0
+    with (
+        annotated_video(annotate, all_faces, video_fps(source) if annotate else 30.0) as writer,
+        tqdm(desc=source.name, unit="frame", disable=not progress, leave=False) as bar,
+    ):
 
-    def on_frame(frame: Frame, overlay: dict) -> None:
-        nonlocal decoded
-        decoded += 1
-        bar.update()
-        if writer is not None:
-            writer.write(frame, overlay)
+        def on_frame(frame: Frame, overlay: dict) -> None:
+            nonlocal decoded
+            decoded += 1
+            bar.update()
+            if writer is not None:
+                writer.write(frame, overlay)
 
-    try:
+        frames = video_frames(source, want_rgb=writer is not None)
         rows = predict_frames(frames, predictor, window_s, hop_s, all_faces, on_frame=on_frame)
-    except BaseException:
-        if writer is not None:
-            writer.abort()  # no half-written video under the requested name
-        raise
-    finally:
-        bar.close()
-    if writer is not None:
-        writer.close()
     return rows, {"frames_decoded": decoded}
 
 

@@ -263,13 +263,7 @@ def _comparison(compare: dict, cdir: Path, run: Path) -> list[Block]:
                 f"{verdict} seed noise.",
             )
         )
-    figs = []
-    for name, alt in (("compare.png", "accuracy and macro-F1 per variant"), ("robustness.png", "robustness curves")):
-        if (cdir / name).exists():
-            target = run / f"compare_{name}"
-            data = (cdir / name).read_bytes()
-            atomic_write(target, lambda fh, data=data: fh.write(data))
-            figs.append((target.name, alt))
+    figs = _copy_compare_figures(cdir, run)
     if figs:
         blocks.append(Block("img", figs))
         blocks.append(
@@ -280,6 +274,18 @@ def _comparison(compare: dict, cdir: Path, run: Path) -> list[Block]:
             )
         )
     return blocks
+
+
+def _copy_compare_figures(cdir: Path, run: Path) -> list[tuple[str, str]]:
+    """The comparison's figures copied next to the report (an HTML or PDF report refers to files beside
+    it), as (file name, alt text)."""
+    figs = []
+    for name, alt in (("compare.png", "accuracy and macro-F1 per variant"), ("robustness.png", "robustness curves")):
+        if (cdir / name).exists():
+            data = (cdir / name).read_bytes()
+            atomic_write(run / f"compare_{name}", lambda fh, data=data: fh.write(data))
+            figs.append((f"compare_{name}", alt))
+    return figs
 
 
 def _p(value: float | None) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import cv2
 
-from vemo.predict.annotate import AnnotatedWriter
+from vemo.predict.annotate import annotated_video
 from vemo.predict.run import NO_FACE, Predictor, predict_frames, predict_image, summarize
 from vemo.predict.stream import Frame, video_frames
 from vemo.predict.table import records, write_csv
@@ -74,19 +74,11 @@ def _predict_video(
     report: Callable[[float], None],
 ) -> list[dict]:
     """`predict_video`, with the frames passed through the server's limits on their way in."""
-    writer = AnnotatedWriter(annotated, fps=media.fps) if annotated else None
-    frames = _guarded(video_frames(path, want_rgb=writer is not None), limits, media.frames, report)
-    try:
-        rows = predict_frames(
+    with annotated_video(annotated, fps=media.fps) as writer:
+        frames = _guarded(video_frames(path, want_rgb=writer is not None), limits, media.frames, report)
+        return predict_frames(
             frames, predictor, limits.window_s, limits.hop_s, on_frame=writer.write if writer else None
         )
-    except BaseException:
-        if writer is not None:
-            writer.abort()  # no half-written video left behind
-        raise
-    if writer is not None:
-        writer.close()
-    return rows
 
 
 def _guarded(

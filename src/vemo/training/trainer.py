@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from vemo import __version__
 from vemo.checkpoint import Checkpoint, init_from
-from vemo.config import Config
+from vemo.config import MACHINE_PREPARE, Config
 from vemo.data.loading.loader import expand_batch, iterate, load_split, model_inputs, normalize
 from vemo.data.loading.prepare import Prepared
 from vemo.data.preprocessing.augment import augment_clips, random_erase
@@ -42,7 +42,7 @@ from vemo.training.run_folder import LOSS_MEANING, write_run_records
 ALONE = Dist()
 NEUTRAL = "neutral"  # the label whose stills give other sequences their onset (train.onset)
 # where a run executes: a resumed run may change these (floating-point sums then differ in the last bits)
-MACHINE_ONLY = {"train": ("threads", "device"), "prepare": ("workers", "cache_dir")}
+MACHINE_ONLY = {"train": ("threads", "device"), "prepare": MACHINE_PREPARE}
 CPU = torch.device("cpu")
 
 
@@ -194,11 +194,31 @@ def _trained(opt) -> list:
     return [p for group in opt.param_groups for p in group["params"]]
 
 
+def steps_per_epoch(n: int, d: Dist, batch_size: int) -> int:
+    """Optimiser steps in one epoch of `n` clips on each of d.world processes (the progress bar and the
+    learning-rate schedules count the same steps)."""
+    return math.ceil(n // d.world / batch_size)
+
+
+def _resume_stage(run: Run, stage: str, opt, sched, probe: nn.Module | None = None) -> int:
+    """The first epoch to run of `stage`: 1, or the one after the interrupted run's last epoch of it, with
+    its optimiser, schedule (and pretraining probe) restored."""
+    if run.state.stage != stage:
+        return 1
+    r = run.saved.resume
+    if probe is not None:
+        probe.load_state_dict(r["probe"])
+    opt.load_state_dict(r["optimizer"])
+    if sched is not None:
+        sched.load_state_dict(r["scheduler"])
+    return run.state.epoch + 1
+
+
 def _batches(x, y, batch_size: int, gen, d: Dist, desc: str, progress: bool):
     """One epoch of shuffled training batches of this process's shard, behind a progress bar."""
     return tqdm(
         iterate(x, y, batch_size, True, gen, shard=(d.rank, d.world)),
-        total=math.ceil(len(x) // d.world / batch_size),
+        total=steps_per_epoch(len(x), d, batch_size),
         desc=desc,
         disable=not progress,
         leave=False,
@@ -551,21 +571,14 @@ def pretrain_stage(run: Run) -> None:
     cfg, model, d, data = run.cfg, run.model, run.d, run.data
     probe = nn.Linear(model.code_dim, len(run.prepared.labels)).to(run.device)
     params = [p for n, p in model.named_parameters() if not n.startswith("temporal.")] + list(probe.parameters())
-    steps = math.ceil(len(data["x_train"]) // d.world / cfg.train.pretrain_batch_size)
+    steps = steps_per_epoch(len(data["x_train"]), d, cfg.train.pretrain_batch_size)
     opt, sched = pretrain_optimizer(params, cfg, steps)
     x_pv = (
         load_split(run.prepared, "val", expand=False)[0]
         if run.prepared.kind == "stills"
         else probe_frames(data["x_val"], cfg)
     )
-    first = 1
-    if run.state.stage == "pretrain":
-        r = run.saved.resume
-        probe.load_state_dict(r["probe"])
-        opt.load_state_dict(r["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(r["scheduler"])
-        first = run.state.epoch + 1
+    first = _resume_stage(run, "pretrain", opt, sched, probe)
     step = FramePretrainer(model, probe)
     step = data_parallel(step, d, run.device, idle=step.idle())  # one DDP wrapper for the whole stage
     run.restore_rng()
@@ -598,16 +611,12 @@ def joint_stage(run: Run) -> int:
     Returns the last epoch run."""
     cfg, model, d, data, state = run.cfg, run.model, run.d, run.data, run.state
     params = [p for p in model.parameters() if p.requires_grad]
-    steps = math.ceil(len(data["x_train"]) // d.world / cfg.train.batch_size)  # per process
+    steps = steps_per_epoch(len(data["x_train"]), d, cfg.train.batch_size)
     opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.train.lr, total_steps=max(1, cfg.train.epochs * steps), pct_start=0.15
     )
-    first = 1
-    if state.stage == "joint":
-        opt.load_state_dict(run.saved.resume["optimizer"])
-        sched.load_state_dict(run.saved.resume["scheduler"])
-        first = state.epoch + 1
+    first = _resume_stage(run, "joint", opt, sched)
     run.restore_rng()
     if state.stale >= cfg.train.patience:
         return state.epoch  # the interrupted run had already stopped early
