@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -105,3 +107,23 @@ def test_resume_accepts_machine_only_changes_and_names_the_rest(tmp_path):
     changed.train.lr, changed.model.width = 0.5, 64
     with pytest.raises(CheckpointError, match=r"train\.lr, .*model\.width|model\.width, .*train\.lr"):
         _load_resume(tmp_path, changed, log=lambda *_: None)
+
+
+def test_cosine_pretraining_schedule_warms_up_then_decays_to_zero():
+    """The FER2013 recipe's schedule: linear warm-up over min(2 epochs, a tenth of the run), then a
+    half cosine from the peak to 0 at the last step."""
+    from vemo.training.trainer import pretrain_optimizer
+
+    cfg = Config()
+    cfg.train.pretrain_optimizer, cfg.train.pretrain_schedule = "sgd", "cosine"
+    cfg.train.pretrain_lr, cfg.train.pretrain_epochs = 0.05, 10
+    opt, sched = pretrain_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg, 5)  # 50 steps, warm-up 6
+    lrs = []
+    for _ in range(50):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:6] == pytest.approx([0.05 * (k + 1) / 6 for k in range(6)])
+    assert lrs[6] == pytest.approx(0.05) and all(a > b for a, b in zip(lrs[6:], lrs[7:], strict=False))
+    assert lrs[-1] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 43 / 44)))
+    assert opt.param_groups[0]["nesterov"] and opt.param_groups[0]["momentum"] == 0.9

@@ -353,18 +353,18 @@ def validate_probe(model, probe, x, y, stats, device=CPU) -> tuple[float, float]
     return _loss_and_accuracy(lambda xb: probe(model.encode_frames(normalize(xb, stats).to(device))), x, y, 256)
 
 
-def pretrain_optimizer(params: list, cfg: Config, steps_per_epoch: int):
-    """Optimiser and per-step learning-rate schedule (or None) of frame pretraining."""
+def pretrain_optimizer(params: list, cfg: Config, steps: int):
+    """Optimiser and per-step learning-rate schedule (or None) of frame pretraining, `steps` per epoch."""
     t = cfg.train
     if t.pretrain_optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=t.pretrain_lr, momentum=0.9, nesterov=True, weight_decay=t.weight_decay)
     else:
         opt = torch.optim.AdamW(params, lr=t.pretrain_lr, weight_decay=t.weight_decay)
-    total = max(1, t.pretrain_epochs * steps_per_epoch)
+    total = max(1, t.pretrain_epochs * steps)
     if t.pretrain_schedule == "onecycle":
         return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.pretrain_lr, total_steps=total, pct_start=0.1)
     if t.pretrain_schedule == "cosine":
-        warm = min(2 * steps_per_epoch, total // 10 + 1)
+        warm = min(2 * steps, total // 10 + 1)
 
         def factor(step: int) -> float:
             if step < warm:
