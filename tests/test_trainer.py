@@ -95,18 +95,18 @@ def test_freezing_keeps_encoder_weights_and_batch_norm_statistics(tiny_synth, tm
 
 def test_resume_accepts_machine_only_changes_and_names_the_rest(tmp_path):
     from vemo.checkpoint import CheckpointError, atomic_save
-    from vemo.training.trainer import _load_resume
+    from vemo.training.state import load_resume
 
     cfg = Config()
     last = {"model": {}, "config": cfg.to_dict(), "labels": ["a"], "stats": {}, "resume": {"stage": "joint"}}
     atomic_save(last, tmp_path / "last.pt")
     moved = Config()
     moved.train.threads, moved.train.device, moved.prepare.workers, moved.prepare.cache_dir = 7, "cpu", 3, "elsewhere"
-    assert _load_resume(tmp_path, moved, log=lambda *_: None).resume["stage"] == "joint"
+    assert load_resume(tmp_path, moved, log=lambda *_: None).resume["stage"] == "joint"
     changed = Config()
     changed.train.lr, changed.model.width = 0.5, 64
     with pytest.raises(CheckpointError, match=r"train\.lr, .*model\.width|model\.width, .*train\.lr"):
-        _load_resume(tmp_path, changed, log=lambda *_: None)
+        load_resume(tmp_path, changed, log=lambda *_: None)
 
 
 def test_cosine_pretraining_schedule_warms_up_then_decays_to_zero():

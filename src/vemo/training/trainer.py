@@ -19,7 +19,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from vemo import __version__
 from vemo.checkpoint import Checkpoint, init_from
-from vemo.config import MACHINE_PREPARE, Config
+from vemo.config import Config
 from vemo.data.loading.loader import expand_batch, iterate, load_split, model_inputs, normalize
 from vemo.data.loading.prepare import Prepared
 from vemo.data.preprocessing.augment import augment_clips, random_erase
@@ -38,11 +37,10 @@ from vemo.data.preprocessing.stills import with_onsets
 from vemo.models.registry import count_parameters, model_from_config, to_channels_last
 from vemo.training.distributed import Dist, agree, data_parallel, device_for, resolve_device, setup, sync_buffers
 from vemo.training.run_folder import LOSS_MEANING, write_run_records
+from vemo.training.state import TrainState, checkpoint_of, load_resume, state_from
 
 ALONE = Dist()
 NEUTRAL = "neutral"  # the label whose stills give other sequences their onset (train.onset)
-# where a run executes: a resumed run may change these (floating-point sums then differ in the last bits)
-MACHINE_ONLY = {"train": ("threads", "device"), "prepare": MACHINE_PREPARE}
 CPU = torch.device("cpu")
 
 
@@ -376,24 +374,6 @@ def pretrain_optimizer(params: list, cfg: Config, steps: int):
 
 
 @dataclass
-class TrainState:
-    """What resume restores besides weights, optimiser and RNG: where training stopped (the last
-    finished epoch of a stage), the early-stopping record of the joint stage, the history and the time."""
-
-    stage: str = "none"  # "none", "pretrain" or "joint"
-    epoch: int = 0
-    best: tuple[float, float] = (-1.0, float("inf"))  # (val accuracy, val loss) of the best joint epoch
-    best_epoch: int = 0
-    stale: int = 0  # joint epochs since the best one
-    history: list[dict] = field(default_factory=list)
-    elapsed: float = 0.0  # seconds trained before this process started
-
-    def improves(self, val_acc: float, val_loss: float) -> bool:
-        """Better accuracy, ties broken by lower loss."""
-        return (val_acc, -val_loss) > (self.best[0], -self.best[1])
-
-
-@dataclass
 class Run:
     """One training run's context: settings, data, model, where it runs, where it writes, and its state."""
 
@@ -442,7 +422,7 @@ class Run:
         if not self.d.main:
             return
         s = self.state
-        ckpt = _checkpoint(self.model, self.cfg, self.prepared, self.stats, epoch, val_acc)
+        ckpt = checkpoint_of(self.model, self.cfg, self.prepared, self.stats, epoch, val_acc)
         ckpt.resume = {
             "stage": stage,
             "epoch": epoch,
@@ -461,54 +441,6 @@ class Run:
         ckpt.save(self.out / "last.pt")
 
 
-def _checkpoint(model, cfg: Config, prepared: Prepared, stats: dict, epoch: int, val_acc: float) -> Checkpoint:
-    return Checkpoint(
-        weights=model.state_dict(),
-        config=cfg,
-        labels=list(prepared.labels),
-        stats=stats,
-        kind=prepared.kind,
-        epoch=epoch,
-        val_acc=val_acc,
-        vemo_version=__version__,
-    )
-
-
-def _load_resume(out: Path, cfg: Config, log) -> Checkpoint | None:
-    """The resume state in out/last.pt, or None when there is none (a fresh start)."""
-    from vemo.checkpoint import CheckpointError, load_checkpoint
-
-    path = out / "last.pt"
-    if not path.exists():
-        log(f"resume: no {path} yet, starting from scratch")
-        return None
-    ckpt = load_checkpoint(path)
-    if ckpt.resume is None:
-        raise CheckpointError(f"{path} holds no resume state (written by an older vemo?)")
-    saved, now = ckpt.config.to_dict(), cfg.to_dict()
-    diffs = [
-        f"{sec}.{k}"
-        for sec in now
-        if isinstance(now[sec], dict)
-        for k in now[sec]
-        if k not in MACHINE_ONLY.get(sec, ()) and now[sec][k] != saved.get(sec, {}).get(k)
-    ]
-    moved = [f"{s}.{k}" for s, ks in MACHINE_ONLY.items() for k in ks if now[s][k] != saved.get(s, {}).get(k)]
-    if moved and not diffs:
-        log(f"resuming with other {', '.join(moved)}: it continues, but not bit-identically to an uninterrupted run")
-    if diffs:
-        raise CheckpointError(
-            f"cannot resume {path}: the config differs from the interrupted run's ({', '.join(diffs)}); "
-            f"only where it runs may change ({', '.join(f'{s}.{k}' for s, ks in MACHINE_ONLY.items() for k in ks)})"
-        )
-    return ckpt
-
-
-def _state_from(saved: Checkpoint) -> TrainState:
-    r = saved.resume
-    return TrainState(r["stage"], r["epoch"], tuple(r["best"]), r["best_epoch"], r["stale"], r["history"], r["elapsed"])
-
-
 def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resume: bool) -> Run:
     """Check settings, join the process group, seed, load the data and build (or restore) the model."""
     check_train_config(cfg)
@@ -524,7 +456,7 @@ def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resu
         log, progress = (lambda *_: None), False  # one voice: rank 0 logs and writes
     set_threads(cfg.train.threads)
     gen = seed_everything(cfg.train.seed)
-    saved = _load_resume(out, cfg, log) if resume else None
+    saved = load_resume(out, cfg, log) if resume else None
     x_tr, y_tr = load_split(prepared, "train", expand=False)  # stills get fresh sequences per batch
     x_va, y_va = load_split(prepared, "val")
     if len(x_tr) == 0 or len(x_va) == 0:
@@ -556,7 +488,7 @@ def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resu
     state = TrainState()
     if saved is not None:
         model.load_state_dict(saved.weights)
-        state = _state_from(saved)
+        state = state_from(saved)
         log(f"resuming after {state.stage} epoch {state.epoch} ({state.elapsed / 60:.1f} min trained so far)")
     data = {"x_train": x_tr, "y_train": y_tr, "x_val": x_va, "y_val": y_va}
     run = Run(cfg, prepared, out, model.to(device), d, device, gen, prepared.stats, data, state,
@@ -632,7 +564,7 @@ def joint_stage(run: Run) -> int:
         if improved:
             state.best, state.best_epoch, state.stale = (val_acc, val_loss), epoch, 0
             if d.main:
-                _checkpoint(model, cfg, run.prepared, run.stats, epoch, val_acc).save(run.out / "best.pt")
+                checkpoint_of(model, cfg, run.prepared, run.stats, epoch, val_acc).save(run.out / "best.pt")
         else:
             state.stale += 1
         run.log(
