@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vemo.config import Config, PrepareConfig, copy_preprocessing
+from vemo.data.loading.leakage import cross_split_duplicates, duplicates_report, mixed_groups
 from vemo.data.preprocessing.face import crop_square, track_faces
 from vemo.data.preprocessing.split import TooFewGroups, assign_splits
 from vemo.data.sources.datasets import get_reader, read_dataset
@@ -352,50 +353,17 @@ def _build(records: list[Record], cfg: PrepareConfig, kind: str, tmp: Path, prog
     return {"items": items, "skipped": skipped, "stats": _train_stats(frames, train_idx), "leakage": leakage}
 
 
-def _check_groups(records: list[Record], splits: list[str]) -> None:
-    """A group (actor) split by vemo must sit in one split only, or test accuracy would measure recognising
-    people already seen in training. Dataset-prescribed splits are the dataset's business and not checked."""
-    seen: dict[str, set[str]] = {}
-    for r, split in zip(records, splits, strict=True):
-        if not r.split:
-            seen.setdefault(r.group, set()).add(split)
-    mixed = {g: sorted(s) for g, s in sorted(seen.items()) if len(s) > 1}
-    if mixed:
-        example = ", ".join(f"{g!r} in {'+'.join(s)}" for g, s in list(mixed.items())[:5])
-        raise PrepareError(f"bug: {len(mixed)} group(s) assigned to more than one split ({example})")
-
-
-def _cross_split_duplicates(splits: list[str], frames: np.ndarray) -> dict[int, int]:
-    """{index of a val/test item: index of a train item with identical pixels}. FER2013 ships such
-    duplicates across its official splits; a test image seen in training inflates test accuracy."""
-    train: dict[bytes, int] = {}
-    others: list[tuple[int, bytes]] = []
-    for k, split in enumerate(splits):
-        digest = hashlib.sha1(np.ascontiguousarray(frames[k]).tobytes()).digest()
-        if split == "train":
-            train.setdefault(digest, k)
-        else:
-            others.append((k, digest))
-    return {k: train[d] for k, d in others if d in train}
-
-
 def _guard_leakage(records, splits, frames, cfg: PrepareConfig, noun: str, log) -> tuple[dict, dict[int, str]]:
     """Check the split for leaks: raise on a group split across splits (a bug); report identical pixels in
     train and val/test loudly (a dataset fact), and with `cfg.dedupe` drop the non-train copies.
 
     Returns the manifest's "leakage" entry and {index to drop: reason} (empty unless dedupe).
     """
-    _check_groups(records, splits)
-    dups = _cross_split_duplicates(splits, frames)
-    fate = "dropped (prepare.dedupe)" if cfg.dedupe else "kept (set prepare.dedupe=true to drop them)"
-    if not cfg.dedupe and any(records[k].split for k in dups):
-        fate = "official split kept"
-    for split, n in sorted(Counter(splits[k] for k in dups).items()):
-        log(f"warning: {n} {noun} in {split} also appear in train (identical pixels); {fate}")
-    examples = [{"train": records[t].source, splits[k]: records[k].source} for k, t in list(dups.items())[:5]]
-    leakage = {"duplicates_across_splits": len(dups), "examples": examples, "dropped": len(dups) if cfg.dedupe else 0}
-    drop = {k: f"identical pixels to training file {records[t].source}" for k, t in dups.items()} if cfg.dedupe else {}
-    return leakage, drop
+    mixed = mixed_groups(records, splits)
+    if mixed:
+        example = ", ".join(f"{g!r} in {'+'.join(s)}" for g, s in list(mixed.items())[:5])
+        raise PrepareError(f"bug: {len(mixed)} group(s) assigned to more than one split ({example})")
+    return duplicates_report(records, splits, cross_split_duplicates(splits, frames), cfg.dedupe, noun, log)
 
 
 def _take_rows(frames: np.ndarray, rows: list[int], tmp: Path) -> np.ndarray:
