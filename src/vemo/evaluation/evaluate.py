@@ -138,6 +138,21 @@ def evaluate(
             "and 'test' may not be the actors held out in training): " + "; ".join(diffs)
         )
     p = _predictions(ckpt, model, prepared, x, y, items, progress=progress)
+    _log_label_mapping(p, len(items), log)
+    metrics = _metrics(p, ckpt, prepared, checkpoint, split)
+    write_json(out / "metrics.json", metrics)
+    _write_figures(out, metrics, p["labels"], split, len(p["truth"]))
+    _write_predictions(out / "predictions.csv", p["items"], p["truth"], p["probs"], p["labels"])
+    _write_embeddings(out / "embeddings.npz", p)
+    log(format_table(metrics))
+    cal = metrics["calibration"]
+    t, before, after = cal["temperature"], cal["ece_uncalibrated"], cal["ece"]
+    log(f"calibration: temperature {t:.3f}; ECE {before:.4f} at temperature 1, {after:.4f} at {t:.3f}")
+    return metrics
+
+
+def _log_label_mapping(p: dict, n_clips: int, log) -> None:
+    """Say which classes were matched by name and how many clips had a class the model lacks."""
     mapping = p["mapping"]
     if mapping["data_only"] or mapping["model_only"]:
         log(
@@ -146,9 +161,13 @@ def evaluate(
             f"removed from the model's output (model only): {', '.join(mapping['model_only']) or 'none'}"
         )
     if p["dropped"]:
-        log(f"{p['dropped']} of {len(items)} clips have a class the model does not know; they are left out")
-    labels = p["labels"]
-    metrics = classification_metrics(p["truth"], p["probs"].argmax(1), labels)
+        log(f"{p['dropped']} of {n_clips} clips have a class the model does not know; they are left out")
+
+
+def _metrics(p: dict, ckpt: Checkpoint, prepared: Prepared, checkpoint: str | Path, split: str) -> dict:
+    """metrics.json: accuracy, per-class precision/recall/F1 and the confusion matrix, what was scored
+    (checkpoint, data, split, label mapping) and calibration (ECE and reliability at T and at 1)."""
+    metrics = classification_metrics(p["truth"], p["probs"].argmax(1), p["labels"])
     metrics.update(
         {
             "split": split,
@@ -157,7 +176,7 @@ def evaluate(
             "dataset": prepared.settings.dataset,
             "root": prepared.settings.root,
             "model": ckpt.model_name,
-            "label_mapping": mapping,
+            "label_mapping": p["mapping"],
             "skipped": len(prepared.skipped),
             "calibration": {
                 "temperature": ckpt.temperature,
@@ -168,7 +187,11 @@ def evaluate(
             },
         }
     )
-    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _write_figures(out: Path, metrics: dict, labels: list[str], split: str, n_clips: int) -> None:
+    """confusion.png and reliability.png (calibrated against temperature 1)."""
     plot_confusion(np.array(metrics["confusion_matrix"]), labels, out / "confusion.png")
     cal = metrics["calibration"]
     plot_reliability(
@@ -177,14 +200,8 @@ def evaluate(
             f"temperature {cal['temperature']:.2f} (ECE {cal['ece']:.3f})": cal["reliability"],
         },
         out / "reliability.png",
-        f"calibration on {split} ({len(p['truth'])} clips)",
+        f"calibration on {split} ({n_clips} clips)",
     )
-    _write_predictions(out / "predictions.csv", p["items"], p["truth"], p["probs"], labels)
-    _write_embeddings(out / "embeddings.npz", p)
-    log(format_table(metrics))
-    t, before, after = cal["temperature"], cal["ece_uncalibrated"], cal["ece"]
-    log(f"calibration: temperature {t:.3f}; ECE {before:.4f} at temperature 1, {after:.4f} at {t:.3f}")
-    return metrics
 
 
 def _write_embeddings(path: Path, p: dict, gallery: int = 12, strips: int = 4) -> None:
