@@ -18,12 +18,11 @@ import argparse
 import numpy as np
 import torch
 
-from vemo.checkpoint import load_checkpoint
+from validation import load
 from vemo.data.loading.loader import load_split
-from vemo.data.loading.prepare import load_prepared
 from vemo.data.preprocessing.face import center_box, crop_square
 from vemo.data.preprocessing.stills import to_sequences
-from vemo.evaluation.inference import check_frame_size, predict
+from vemo.evaluation.inference import predict
 
 
 def main() -> None:
@@ -34,10 +33,7 @@ def main() -> None:
     p.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.9, 0.8])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    prepared = load_prepared(args.data)
-    ckpt = load_checkpoint(args.checkpoint)
-    check_frame_size(ckpt, prepared)
-    model = ckpt.build_model()
+    ckpt, model, prepared = load(args.checkpoint, args.data)
     model.flip_average = True
     x, y = load_split(prepared, "val", expand=False)
     pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(args.seed))[: args.limit]

@@ -10,26 +10,18 @@ Never run on a test split: the choice it informs would then be made on the data 
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from vemo.checkpoint import load_checkpoint
+from validation import arguments, load
 from vemo.data.loading.loader import load_split
-from vemo.data.loading.prepare import load_prepared
 from vemo.evaluation.inference import predict
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default="default")
-    ap.add_argument("--data", required=True, help="the prepared cache folder the checkpoint was trained on")
-    ap.add_argument("--split", default="val", choices=["val", "train"])
-    args = ap.parse_args()
-    ckpt = load_checkpoint(args.checkpoint)
-    model = ckpt.build_model()
+    args = arguments(__doc__).parse_args()
+    ckpt, model, prepared = load(args.checkpoint, args.data)
     model.flip_average = False  # the two views are computed apart here, so each can be scored alone
-    x, y = load_split(load_prepared(args.data), args.split)
+    x, y = load_split(prepared, args.split)
     plain = predict(model, x, ckpt.stats)["logits"]
     mirror = predict(model, x.flip(-1), ckpt.stats)["logits"]
     rows = {

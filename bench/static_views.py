@@ -12,25 +12,16 @@ it in both. Never run on a test split.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from vemo.checkpoint import load_checkpoint
+from validation import arguments, load
 from vemo.data.loading.loader import load_split
-from vemo.data.loading.prepare import load_prepared
 from vemo.evaluation.inference import predict
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default="default")
-    ap.add_argument("--data", required=True, help="the prepared stills cache the checkpoint was trained on")
-    ap.add_argument("--split", default="val", choices=["val", "train"])
-    args = ap.parse_args()
-    ckpt = load_checkpoint(args.checkpoint)
-    model = ckpt.build_model()
-    prepared = load_prepared(args.data)
+    args = arguments(__doc__).parse_args()
+    ckpt, model, prepared = load(args.checkpoint, args.data)
     if prepared.kind != "stills":
         raise SystemExit(f"{args.data}: not a stills dataset; this compares views of stills")
     moved, y = load_split(prepared, args.split)

@@ -160,7 +160,7 @@ def predict(
         except ImportError:  # a missing package is no fault of this input: stop
             raise
         except Exception as err:
-            reason = _skip_reason(err, item, alone=len(items) == 1)
+            reason = skip_reason(err, item, alone=len(items) == 1)
             log.warning("skipped %s: %s", item.name, reason)
             skipped.append((item.name, reason))
             continue
@@ -172,7 +172,7 @@ def predict(
     return df
 
 
-def _skip_reason(err: Exception, item: Item, alone: bool) -> str:
+def skip_reason(err: Exception, item: Item, alone: bool = False) -> str:
     """Why an input among several is skipped. An input given alone raises instead: a ClipError naming it
     for a failure vemo foresees (unreadable, no frames, ...), the error itself otherwise (its traceback
     is what helps)."""

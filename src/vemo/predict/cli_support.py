@@ -13,9 +13,9 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from vemo.data.sources.video import ClipError, unexpected
+from vemo.data.sources.video import ClipError
 from vemo.io import check_writable, write_json
-from vemo.predict.api import Item, expand, load_predictor, predict_item
+from vemo.predict.api import Item, expand, load_predictor, predict_item, skip_reason
 from vemo.predict.run import NO_FACE, Predictor, check_window, predict_frames, resolve_device, summarize
 from vemo.predict.stream import webcam_frames
 from vemo.predict.table import records, write_csv, write_jsonl
@@ -135,12 +135,10 @@ def _one(job: tuple[Item, str, Path | None], predictor: Predictor, settings: dic
     window_s, hop_s, all_faces = settings["window_s"], settings["hop_s"], settings["all_faces"]
     try:
         rows, facts = predict_item(item, predictor, window_s, hop_s, all_faces, annotate=target, progress=progress)
-    except (ClipError, OSError) as err:
-        return {"source": item.name, "skipped": str(err)}
-    except ImportError:
+    except ImportError:  # a missing package is no fault of this input: stop
         raise
     except Exception as err:
-        return {"source": item.name, "skipped": str(unexpected(err))}
+        return {"source": item.name, "skipped": skip_reason(err, item)}
     out = Path(settings["out"])
     recs = records(rows, predictor.labels, item.name)
     meta = {"source": item.name, **facts, "window_s": window_s, "hop_s": hop_s, "labels": predictor.labels}

@@ -258,22 +258,23 @@ def summarize(n_ok: int, skipped: list[dict]) -> str:
     return f"prepared {n_ok}, skipped {len(skipped)}: {detail}"
 
 
+def _first(lines: list[str], limit: int, rest: str) -> list[str]:
+    """The first `limit` console lines, then one saying how many more there are and where (`rest`)."""
+    more = [f"  ... and {len(lines) - limit} more; {rest}"] if len(lines) > limit else []
+    return lines[:limit] + more
+
+
 def skipped_lines(skipped: list[dict], manifest: Path, limit: int = SHOWN_SKIPPED) -> list[str]:
     """One line per skipped file with its reason, the first `limit`; the rest are in the manifest."""
-    lines = [f"  skipped {s['source']}: {s['reason']}" for s in skipped[:limit]]
-    if len(skipped) > limit:
-        lines.append(f"  ... and {len(skipped) - limit} more; all {len(skipped)} are listed in {manifest}")
-    return lines
+    lines = [f"  skipped {s['source']}: {s['reason']}" for s in skipped]
+    return _first(lines, limit, f"all {len(skipped)} are listed in {manifest}")
 
 
 def fallback_lines(items: list[dict], manifest: Path, limit: int = SHOWN_SKIPPED) -> list[str]:
     """The clips kept with a centre crop because no face was found in them (a crop that may show no
     face), the first `limit`; every clip's `face_detected` is in the manifest."""
-    missed = [it["source"] for it in items if not it["face_detected"]]
-    lines = [f"  no face found in {s}: centre crop used" for s in missed[:limit]]
-    if len(missed) > limit:
-        lines.append(f"  ... and {len(missed) - limit} more; each clip's face_detected is in {manifest}")
-    return lines
+    lines = [f"  no face found in {it['source']}: centre crop used" for it in items if not it["face_detected"]]
+    return _first(lines, limit, f"each clip's face_detected is in {manifest}")
 
 
 def _run_jobs(records: list[Record], cfg: PrepareConfig, kind: str, progress: bool):

@@ -12,8 +12,7 @@ import re
 from pathlib import Path
 
 from vemo.data.sources.formats import VIDEO_EXTENSIONS
-from vemo.data.sources.records import CREMA_D_CODES, CREMA_D_LABELS, Record, Skipped
-from vemo.data.sources.video import ClipError, check_file
+from vemo.data.sources.records import CREMA_D_CODES, CREMA_D_LABELS, Record, Skipped, check_table_file
 
 NAME = re.compile(r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{2})$")
 
@@ -39,8 +38,8 @@ def read_table(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
     """Rows of one of CREMA-D's metadata CSVs, every value a stripped string ('' where a short row has
     none). ValueError naming the file when it is a Git LFS pointer, empty, not UTF-8 text or lacks one
     of `columns`: CREMA-D's repository stores these with LFS too."""
+    check_table_file(path)
     try:
-        check_file(path, "the CSV")
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             header = [h.strip() for h in reader.fieldnames or []]
@@ -49,8 +48,6 @@ def read_table(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
                 raise ValueError(f"{path}: no column {', '.join(missing)} (its header: {','.join(header)!r})")
             reader.fieldnames = header
             return [{k: (v or "").strip() for k, v in row.items() if isinstance(k, str)} for row in reader]
-    except ClipError as err:
-        raise ValueError(f"{path}: {err}") from None
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from vemo.data.sources.formats import IMAGE_EXTENSIONS
-from vemo.data.sources.records import FER_LABELS, Record, Skipped, canonical_label, system_entry
-from vemo.data.sources.video import ClipError, check_file, read_image
+from vemo.data.sources.records import FER_LABELS, Record, Skipped, canonical_label, check_table_file, system_entry
+from vemo.data.sources.video import ClipError, read_image
 
 FER_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # the CSV's 0..6
 USAGE = {"training": "train", "publictest": "test", "privatetest": "private-test"}
@@ -98,10 +98,7 @@ def _parse_line(line: str) -> tuple[str, str, str] | str:
 def _csv_rows(path: str, mtime_ns: int) -> dict[int, tuple[str, str, str] | str]:
     """Row number (1 = first data row, i.e. line 2) -> (emotion, pixels, usage) as text, or the reason
     the line is malformed; one entry per line after the header. Parsed once per process."""
-    try:
-        check_file(path, "the CSV")
-    except ClipError as err:
-        raise ValueError(f"{path}: {err}") from None
+    check_table_file(Path(path))
     # utf-8-sig: a spreadsheet's byte-order mark is no part of the header
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:  # a bad byte spoils its row only
         lines = (line.removesuffix("\r") for line in _lines(fh))

@@ -13,6 +13,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vemo.data.sources.video import ClipError, check_file
+
 # Labels are stored under one vocabulary so models trained on one dataset can be evaluated on another
 # by name. CREMA-D's three-letter codes map onto the FER2013 names.
 CREMA_D_CODES = {
@@ -39,6 +41,15 @@ SYNONYMS = {
     "surprised": "surprise",
     **{code.lower(): name for code, name in CREMA_D_CODES.items()},
 }
+
+
+def check_table_file(path: Path) -> None:
+    """Raise ValueError naming `path` when a metadata CSV is missing, empty or a Git LFS pointer (a
+    dataset cloned without its media), before a CSV parser reads it as a strange header."""
+    try:
+        check_file(path, "the CSV")
+    except ClipError as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 def system_entry(path: Path) -> bool:
