@@ -181,3 +181,26 @@ def test_an_ensemble_is_refused_as_train_init_from_with_a_reason(tmp_path):
     combine_checkpoints([a, b], log=lambda *_: None).save(tmp_path / "ens.pt")
     with pytest.raises(CheckpointError, match="an ensemble of 2 models; start from one of them"):
         init_from(model, tmp_path / "ens.pt", log=lambda *_: None)
+
+
+def test_ship_member_takes_one_model_out_of_an_ensemble_as_it_scored_there(tmp_path, capsys):
+    """The inverse of `vemo ensemble`: member I alone, with its temperature, usable as train.init_from."""
+    from vemo.checkpoint import init_from
+
+    (a, _), (b, mb) = tiny(tmp_path, "a.pt", 0, temperature=0.7), tiny(tmp_path, "b.pt", 1, temperature=1.6, width=4)
+    assert cli(["ensemble", "--checkpoints", str(a), str(b), "--out", str(tmp_path / "e.pt")]) == 0
+    assert cli(["ship", "--checkpoint", str(tmp_path / "e.pt"), "--member", "1", "--out", str(tmp_path / "m.pt")]) == 0
+    member = load_checkpoint(tmp_path / "m.pt")
+    assert member.members is None and member.config.model.width == 4
+    assert member.temperature == pytest.approx(1.6) and member.labels == LABELS and member.stats == STATS
+    x = torch.randn(2, 10, 48, 48)
+    assert torch.equal(member.build_model()(x).logits, mb(x).logits)
+    fresh = model_from_config(member.config.model, len(LABELS), 48)
+    init_from(fresh, tmp_path / "m.pt", log=lambda *_: None)
+    assert torch.equal(fresh.eval()(x).logits, mb(x).logits)
+    capsys.readouterr()
+    assert cli(["ship", "--checkpoint", str(tmp_path / "e.pt"), "--member", "2", "--out", str(tmp_path / "x.pt")]) != 0
+    assert "member 2 asked for, it has 2 (0-1)" in capsys.readouterr().err
+    assert cli(["ship", "--checkpoint", str(a), "--member", "0", "--out", str(tmp_path / "x.pt")]) != 0
+    assert "one model, not an ensemble" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()

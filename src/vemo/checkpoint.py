@@ -316,7 +316,7 @@ def init_from(model: nn.Module, source: str | Path, log=print) -> None:
     if ckpt.members:
         raise CheckpointError(
             f"train.init_from {source}: an ensemble of {len(ckpt.members)} models; start from one of them "
-            "(a single model's checkpoint, e.g. a run's best.pt)"
+            "(a single model's checkpoint, e.g. a run's best.pt, or `vemo ship --member I`)"
         )
     own = model.state_dict()
     taken = {k: v for k, v in ckpt.weights.items() if k in own and own[k].shape == v.shape}
@@ -336,15 +336,18 @@ def half_precision(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     return {k: v.half() if v.is_floating_point() and v.dim() > 1 else v for k, v in weights.items()}
 
 
-def ship_checkpoint(src: str | Path, out: str | Path, half: bool = False) -> Checkpoint:
+def ship_checkpoint(src: str | Path, out: str | Path, half: bool = False, member: int | None = None) -> Checkpoint:
     """A checkpoint for distribution: weights, config, labels, statistics and calibration only (no
     optimiser or RNG state). The weights are loaded into their architecture first, so a checkpoint
     that does not fit is refused rather than shipped. `half`: kernels and matrices stored in half
-    precision (`half_precision`); score the shipped file, not its source, since its outputs move a little."""
+    precision (`half_precision`); score the shipped file, not its source, since its outputs move a little.
+    `member`: ship that member of an ensemble alone (`member_checkpoint`)."""
     ckpt = load_checkpoint(src)
+    if member is not None:
+        ckpt = member_checkpoint(ckpt, member)
     ckpt.build_model()
     ckpt.resume = None
-    ckpt.shipped_from = Path(src).name
+    ckpt.shipped_from = Path(src).name + ("" if member is None else f"#{member}")
     if half:
         ckpt.weights = half_precision(ckpt.weights)
         overflow = [k for k, v in ckpt.weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
@@ -353,6 +356,31 @@ def ship_checkpoint(src: str | Path, out: str | Path, half: bool = False) -> Che
         ckpt.build_model()
     ckpt.save(out)
     return ckpt
+
+
+def member_checkpoint(ckpt: Checkpoint, index: int) -> Checkpoint:
+    """Member `index` of ensemble `ckpt` as a checkpoint of its own: its weights, its config, and its
+    temperature as its calibration, so it scores as it did inside the ensemble. Why: a shipped ensemble
+    is often the only copy of a member (a run folder does not travel), and a member is what further
+    training (`train.init_from`) or a new ensemble starts from."""
+    if not ckpt.members:
+        raise CheckpointError(f"{ckpt.path or 'checkpoint'}: one model, not an ensemble; it has no members to take")
+    n = len(ckpt.members)
+    if not 0 <= index < n:
+        raise CheckpointError(f"{ckpt.path or 'checkpoint'}: member {index} asked for, it has {n} (0-{n - 1})")
+    prefix = f"members.{index}."
+    member = ckpt.members[index]
+    temperature = float(ckpt.weights["temperatures"][index])
+    return Checkpoint(
+        weights={k[len(prefix) :]: v for k, v in ckpt.weights.items() if k.startswith(prefix)},
+        config=member.config,
+        labels=list(ckpt.labels),
+        stats=dict(ckpt.stats),
+        calibration={"temperature": temperature, "fitted_on": f"as member {index} of {member.source}'s ensemble"},
+        kind=ckpt.kind,
+        vemo_version=ckpt.vemo_version,
+        extra={"member_of": f"{ckpt.path.name if ckpt.path else 'ensemble'}#{index} ({member.source})"},
+    )
 
 
 # Settings every member of an ensemble must share: the clips they read are made once, for all of them.

@@ -155,7 +155,7 @@ def cmd_ship(args) -> None:
     from vemo.io import check_writable
 
     check_writable(Path(args.out).parent)
-    ckpt = ship_checkpoint(args.checkpoint, args.out, half=args.half)
+    ckpt = ship_checkpoint(args.checkpoint, args.out, half=args.half, member=args.member)
     epoch = f", epoch {ckpt.epoch}" if ckpt.epoch is not None else ""
     acc = f"val accuracy {ckpt.val_acc:.3f}" if ckpt.val_acc is not None else "no val accuracy recorded"
     half = "; kernels and matrices in half precision" if args.half else ""
@@ -333,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="store kernels and matrices in half precision: half the file, computed in float32 as before; "
         "outputs move a little, so score the shipped file",
+    )
+    p.add_argument(
+        "--member",
+        type=int,
+        metavar="I",
+        help="from an ensemble, ship member I alone (0 = first) with its temperature, e.g. to train it further",
     )
     p.set_defaults(func=cmd_ship)
 
