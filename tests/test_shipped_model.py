@@ -97,3 +97,17 @@ def test_evaluate_contract_on_a_folder_of_clips_maps_labels(crema_sample, tmp_pa
     assert set(metrics) >= CONTRACT_KEYS and metrics["n"] == 6
     assert metrics["labels"] == ["angry", "disgust", "fear", "happy", "neutral", "sad"]
     assert metrics["label_mapping"]["model_only"] == ["surprise"]
+
+
+CANDIDATES = Path(__file__).parents[1] / "candidates"
+
+
+@pytest.mark.parametrize("path", sorted(CANDIDATES.glob("*.pt")), ids=lambda p: p.name)
+def test_kept_candidate_models_load_and_are_described(path):
+    # candidates/ keeps trained models for a later ship rule: each must load as a single calibrated model
+    # of the shipped labels, and its README must say what it is
+    ckpt = load_checkpoint(path)
+    assert ckpt.members is None and ckpt.resume is None
+    assert ckpt.labels == load_checkpoint("default").labels
+    assert ckpt.calibration["split"] == "val" and ckpt.temperature != 1.0
+    assert f"`{path.name}`" in (CANDIDATES / "README.md").read_text()
