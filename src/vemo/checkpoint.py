@@ -347,7 +347,7 @@ def ship_checkpoint(src: str | Path, out: str | Path, half: bool = False, member
         ckpt = member_checkpoint(ckpt, member)
     ckpt.build_model()
     ckpt.resume = None
-    ckpt.shipped_from = Path(src).name + ("" if member is None else f"#{member}")
+    ckpt.shipped_from = Path(src).name
     if half:
         ckpt.weights = half_precision(ckpt.weights)
         overflow = [k for k, v in ckpt.weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
