@@ -441,6 +441,25 @@ class Run:
         ckpt.save(self.out / "last.pt")
 
 
+def check_run_fits(cfg: Config, prepared: Prepared, model: nn.Module) -> None:
+    """Settings that are valid alone but not for this data or model: a frozen encoder that would never be
+    trained, neutral onsets for data without neutral stills, onsets in sequences too short to have one."""
+    untrained_encoder = cfg.train.pretrain_epochs == 0 and not cfg.train.init_from
+    if cfg.train.freeze_encoder and model.has_frame_encoder and untrained_encoder:
+        raise ValueError(
+            "train.freeze_encoder with train.pretrain_epochs 0 would train on a random frame encoder that never "
+            "learns: pretrain it (train.pretrain_epochs > 0), start from trained weights (train.init_from) or set "
+            "train.freeze_encoder=false"
+        )
+    if cfg.train.onset > 0 and (prepared.kind != "stills" or NEUTRAL not in prepared.labels):
+        raise ValueError(
+            f"train.onset gives sequences made from stills a {NEUTRAL!r} onset: it needs a stills dataset with a "
+            f"{NEUTRAL!r} class (this one: {prepared.kind}, labels {', '.join(prepared.labels)}); set train.onset=0"
+        )
+    if cfg.train.onset > 0 and prepared.settings.frames < 2:
+        raise ValueError("train.onset needs sequences of at least 2 frames (prepare.frames) to start one with neutral")
+
+
 def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resume: bool) -> Run:
     """Check settings, join the process group, seed, load the data and build (or restore) the model."""
     check_train_config(cfg)
@@ -464,20 +483,7 @@ def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resu
     model = model_from_config(cfg.model, len(prepared.labels), prepared.settings.size)
     if cfg.train.init_from and saved is None:  # a resumed run restores its own weights below
         init_from(model, cfg.train.init_from, log)
-    untrained_encoder = cfg.train.pretrain_epochs == 0 and not cfg.train.init_from
-    if cfg.train.freeze_encoder and model.has_frame_encoder and untrained_encoder:
-        raise ValueError(
-            "train.freeze_encoder with train.pretrain_epochs 0 would train on a random frame encoder that never "
-            "learns: pretrain it (train.pretrain_epochs > 0), start from trained weights (train.init_from) or set "
-            "train.freeze_encoder=false"
-        )
-    if cfg.train.onset > 0 and (prepared.kind != "stills" or NEUTRAL not in prepared.labels):
-        raise ValueError(
-            f"train.onset gives sequences made from stills a {NEUTRAL!r} onset: it needs a stills dataset with a "
-            f"{NEUTRAL!r} class (this one: {prepared.kind}, labels {', '.join(prepared.labels)}); set train.onset=0"
-        )
-    if cfg.train.onset > 0 and prepared.settings.frames < 2:
-        raise ValueError("train.onset needs sequences of at least 2 frames (prepare.frames) to start one with neutral")
+    check_run_fits(cfg, prepared, model)
     if cfg.train.channels_last:
         model = to_channels_last(model)
     if d.main:

@@ -404,17 +404,50 @@ def _reusable(final: Path, log) -> Prepared | None:
     return prepared
 
 
-def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
-    """Read, split, crop and cache a dataset; reuse the cache when settings and files are unchanged."""
-    reader = get_reader(cfg.dataset)
+def _usable_records(cfg: PrepareConfig, log) -> tuple[list[Record], list[Skipped], list[str], dict[str, str]]:
+    """The dataset's records that can be read, the ones that cannot (with why), its labels and the files'
+    states (size and time, for the cache key); no usable file at all is an error naming the first reasons."""
     records, unreadable, labels = read_dataset(cfg)
     records, inaccessible, states = check_sources(records)
     unreadable = unreadable + inaccessible
     if not records:
-        reasons = "; ".join(f"{s.source}: {s.reason}" for s in unreadable[:5]) or f"expected {reader.layout}"
+        reasons = (
+            "; ".join(f"{s.source}: {s.reason}" for s in unreadable[:5]) or f"expected {get_reader(cfg.dataset).layout}"
+        )
         raise PrepareError(f"{cfg.root}: no usable {cfg.dataset} files found ({reasons})")
     if not 10 <= cfg.frames <= 20:
         log(f"warning: T={cfg.frames} frames per clip is outside the 10-20 range vemo is designed for")
+    return records, unreadable, labels, states
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Move the finished cache `tmp` to `final` in one rename, so a reader never sees half a cache."""
+    if final.exists() and not (final / "manifest.json").exists():
+        shutil.rmtree(final)  # a stale folder without a manifest is not a cache
+    try:
+        if not final.exists():
+            os.replace(tmp, final)
+    except OSError:
+        if not (final / "manifest.json").exists():
+            raise
+    # else: a concurrent prepare of the same data finished first; its cache is identical
+
+
+def _report(prepared: Prepared, log) -> None:
+    """What was cached, what was skipped and where faces were not found, each skip with its reason."""
+    manifest = prepared.path / "manifest.json"
+    log(f"{summarize(len(prepared.items), prepared.skipped)}; {_face_summary(prepared)}; cache {prepared.path}")
+    for line in skipped_lines(prepared.skipped, manifest):
+        log(line)
+    if prepared.kind == "clips":  # stills are face crops already: no detection ran
+        for line in fallback_lines(prepared.items, manifest):
+            log(line)
+
+
+def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
+    """Read, split, crop and cache a dataset; reuse the cache when settings and files are unchanged."""
+    kind = get_reader(cfg.dataset).kind
+    records, unreadable, labels, states = _usable_records(cfg, log)
     final = Path(cfg.cache_dir) / f"{cfg.dataset}-{cache_key(cfg, records, unreadable, states)}"
     if (prepared := _reusable(final, log)) is not None:
         return prepared
@@ -425,40 +458,25 @@ def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        built = _build(records, cfg, reader.kind, tmp, progress, log)
-        skipped = [asdict(s) for s in unreadable] + built["skipped"]
+        built = _build(records, cfg, kind, tmp, progress, log)
         manifest = {
             "version": CACHE_VERSION,
             # the root as an absolute path, so a checkpoint knows its data from any working directory
             "settings": {**asdict(cfg), "root": str(Path(cfg.root).resolve())},
-            "kind": reader.kind,
+            "kind": kind,
             "labels": list(labels),
             "items": built["items"],
-            "skipped": skipped,
+            "skipped": [asdict(s) for s in unreadable] + built["skipped"],
             "stats": built["stats"],
             "leakage": built["leakage"],
             "counts": split_counts(built["items"]),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        if final.exists() and not (final / "manifest.json").exists():
-            shutil.rmtree(final)  # a stale folder without a manifest is not a cache
-        try:
-            if not final.exists():
-                os.replace(tmp, final)
-        except OSError:
-            if not (final / "manifest.json").exists():
-                raise
-        # else: a concurrent prepare of the same data finished first; its cache is identical
+        _publish(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     prepared = load_prepared(final)
-    skipped = prepared.skipped
-    log(f"{summarize(len(prepared.items), skipped)}; {_face_summary(prepared)}; cache {final}")
-    for line in skipped_lines(skipped, final / "manifest.json"):
-        log(line)
-    if prepared.kind == "clips":  # stills are face crops already: no detection ran
-        for line in fallback_lines(prepared.items, final / "manifest.json"):
-            log(line)
+    _report(prepared, log)
     return prepared
 
 
