@@ -193,6 +193,8 @@ def test_ship_member_takes_one_model_out_of_an_ensemble_as_it_scored_there(tmp_p
     member = load_checkpoint(tmp_path / "m.pt")
     assert member.members is None and member.config.model.width == 4
     assert member.temperature == pytest.approx(1.6) and member.labels == LABELS and member.stats == STATS
+    assert member.shipped_from == "e.pt" and member.extra["member_of"] == f"e.pt#1 ({b})"
+    assert member.calibration["fitted_on"] == f"as member 1 of {b}'s ensemble"
     x = torch.randn(2, 10, 48, 48)
     assert torch.equal(member.build_model()(x).logits, mb(x).logits)
     fresh = model_from_config(member.config.model, len(LABELS), 48)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,10 @@ def test_kept_candidate_models_load_and_are_described(path):
     assert ckpt.labels == load_checkpoint("default").labels
     assert ckpt.calibration["split"] == "val" and ckpt.temperature != 1.0
     assert f"`{path.name}`" in (CANDIDATES / "README.md").read_text()
+
+
+def test_every_candidate_the_readme_lists_is_kept():
+    # the other direction: a candidate the README (and the model card) points to must be in the folder,
+    # so removing one without saying so fails here
+    listed = re.findall(r"^\| `([^`]+\.pt)` \|", (CANDIDATES / "README.md").read_text(), flags=re.M)
+    assert listed and all((CANDIDATES / name).is_file() for name in listed)

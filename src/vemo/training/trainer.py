@@ -441,7 +441,7 @@ class Run:
         ckpt.save(self.out / "last.pt")
 
 
-def check_run_fits(cfg: Config, prepared: Prepared, model: nn.Module) -> None:
+def _check_run_fits(cfg: Config, prepared: Prepared, model: nn.Module) -> None:
     """Settings that are valid alone but not for this data or model: a frozen encoder that would never be
     trained, neutral onsets for data without neutral stills, onsets in sequences too short to have one."""
     untrained_encoder = cfg.train.pretrain_epochs == 0 and not cfg.train.init_from
@@ -483,7 +483,7 @@ def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resu
     model = model_from_config(cfg.model, len(prepared.labels), prepared.settings.size)
     if cfg.train.init_from and saved is None:  # a resumed run restores its own weights below
         init_from(model, cfg.train.init_from, log)
-    check_run_fits(cfg, prepared, model)
+    _check_run_fits(cfg, prepared, model)
     if cfg.train.channels_last:
         model = to_channels_last(model)
     if d.main:

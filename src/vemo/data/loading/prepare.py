@@ -404,7 +404,7 @@ def _reusable(final: Path, log) -> Prepared | None:
     return prepared
 
 
-def _usable_records(cfg: PrepareConfig, log) -> tuple[list[Record], list[Skipped], list[str], dict[str, str]]:
+def _usable_records(cfg: PrepareConfig) -> tuple[list[Record], list[Skipped], tuple[str, ...], dict[str, str]]:
     """The dataset's records that can be read, the ones that cannot (with why), its labels and the files'
     states (size and time, for the cache key); no usable file at all is an error naming the first reasons."""
     records, unreadable, labels = read_dataset(cfg)
@@ -415,13 +415,13 @@ def _usable_records(cfg: PrepareConfig, log) -> tuple[list[Record], list[Skipped
             "; ".join(f"{s.source}: {s.reason}" for s in unreadable[:5]) or f"expected {get_reader(cfg.dataset).layout}"
         )
         raise PrepareError(f"{cfg.root}: no usable {cfg.dataset} files found ({reasons})")
-    if not 10 <= cfg.frames <= 20:
-        log(f"warning: T={cfg.frames} frames per clip is outside the 10-20 range vemo is designed for")
     return records, unreadable, labels, states
 
 
 def _publish(tmp: Path, final: Path) -> None:
-    """Move the finished cache `tmp` to `final` in one rename, so a reader never sees half a cache."""
+    """Move the finished cache `tmp` to `final` in one rename, so a reader never sees half a cache. A
+    `final` that already has its manifest was published by a concurrent prepare of the same data (same
+    key, so the same cache) and is kept; one without a manifest is debris and is replaced."""
     if final.exists() and not (final / "manifest.json").exists():
         shutil.rmtree(final)  # a stale folder without a manifest is not a cache
     try:
@@ -430,7 +430,6 @@ def _publish(tmp: Path, final: Path) -> None:
     except OSError:
         if not (final / "manifest.json").exists():
             raise
-    # else: a concurrent prepare of the same data finished first; its cache is identical
 
 
 def _report(prepared: Prepared, log) -> None:
@@ -447,7 +446,9 @@ def _report(prepared: Prepared, log) -> None:
 def prepare(cfg: PrepareConfig, progress: bool = True, log=print) -> Prepared:
     """Read, split, crop and cache a dataset; reuse the cache when settings and files are unchanged."""
     kind = get_reader(cfg.dataset).kind
-    records, unreadable, labels, states = _usable_records(cfg, log)
+    records, unreadable, labels, states = _usable_records(cfg)
+    if not 10 <= cfg.frames <= 20:
+        log(f"warning: T={cfg.frames} frames per clip is outside the 10-20 range vemo is designed for")
     final = Path(cfg.cache_dir) / f"{cfg.dataset}-{cache_key(cfg, records, unreadable, states)}"
     if (prepared := _reusable(final, log)) is not None:
         return prepared
