@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from validation import arguments, load
 from vemo.data.loading.loader import load_split
+from vemo.data.preprocessing.augment import warp_clips
 from vemo.evaluation.inference import predict
 
 VIEWS = {
@@ -37,16 +37,15 @@ GROUPS = {"zoom": ["zoom in 10%", "zoom out 10%"], "shift": [v for v in VIEWS if
 
 
 def view(x: torch.Tensor, zoom: float = 1.0, dx: float = 0.0, dy: float = 0.0, rot: float = 0.0) -> torch.Tensor:
-    """uint8 clips (B, T, S, S) under one affine transform (border pixels repeated), back to uint8."""
-    b, t, h, w = x.shape
-    a = math.radians(rot)
-    row1 = [math.cos(a) / zoom, -math.sin(a) / zoom, -dx * 2 / w]
-    row2 = [math.sin(a) / zoom, math.cos(a) / zoom, -dy * 2 / h]
-    theta = torch.tensor([row1, row2]).expand(b * t, 2, 3)
-    frames = x.reshape(b * t, 1, h, w).float()
-    grid = F.affine_grid(theta, [b * t, 1, h, w], align_corners=False)
-    out = F.grid_sample(frames, grid, padding_mode="border", align_corners=False)
-    return out.round().clamp(0, 255).to(torch.uint8).reshape(b, t, h, w)
+    """uint8 clips (B, T, S, S) under one affine transform (border pixels repeated), back to uint8:
+    zoom > 1 zooms in, dx/dy move the content right/down by that many pixels, rot in degrees."""
+    b, _, h, w = x.shape
+
+    def each(v: float) -> torch.Tensor:
+        return torch.full((b,), float(v), dtype=torch.float64)  # as exact as the constants: theta rounds once
+
+    out = warp_clips(x.float(), each(math.radians(rot)), each(zoom), each(-dx * 2 / w), each(-dy * 2 / h), each(1))
+    return out.round().clamp(0, 255).to(torch.uint8)
 
 
 def main() -> None:

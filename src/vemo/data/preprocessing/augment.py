@@ -32,17 +32,35 @@ def augment_clips(
     angle = u(-max_rotate_deg, max_rotate_deg) * math.pi / 180
     scale = 1.0 + u(-max_scale, max_scale)
     flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = cos * flip, -sin, u(-max_shift, max_shift) * 2
-    theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = sin * flip, cos, u(-max_shift, max_shift) * 2
-    theta = theta.repeat_interleave(t, dim=0).to(x.device)
-    frames = x.reshape(b * t, 1, h, w)
-    grid = F.affine_grid(theta, list(frames.shape), align_corners=False)
-    out = F.grid_sample(frames, grid, padding_mode="border", align_corners=False).reshape(b, t, h, w)
+    shift_x = u(-max_shift, max_shift) * 2
+    shift_y = u(-max_shift, max_shift) * 2
+    out = warp_clips(x, angle, scale, shift_x, shift_y, flip)
     gain = (1.0 + u(-max_gain, max_gain)).view(b, 1, 1, 1).to(x.device)
     bias = u(-max_gain, max_gain).view(b, 1, 1, 1).to(x.device)
     return out * gain + bias
+
+
+def warp_clips(
+    x: torch.Tensor,
+    angle: torch.Tensor,
+    scale: torch.Tensor,
+    shift_x: torch.Tensor,
+    shift_y: torch.Tensor,
+    flip: torch.Tensor,
+) -> torch.Tensor:
+    """Float clips (B, T, S, S) under one affine transform per clip, the same for all its frames: each
+    argument is (B,); `angle` in radians, `scale` > 1 zooms in, shifts in normalised units (2 = the
+    frame's side; positive samples from the right/below, so the content moves left/up), `flip` -1
+    mirrors. Borders repeat the edge pixels (no black corners for the model to learn)."""
+    b, t, h, w = x.shape
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = cos * flip, -sin, shift_x
+    theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = sin * flip, cos, shift_y
+    theta = theta.repeat_interleave(t, dim=0).to(x.device)
+    frames = x.reshape(b * t, 1, h, w)
+    grid = F.affine_grid(theta, list(frames.shape), align_corners=False)
+    return F.grid_sample(frames, grid, padding_mode="border", align_corners=False).reshape(b, t, h, w)
 
 
 def random_erase(
