@@ -3,8 +3,11 @@ batch and end with the weights of one process stepping on the whole batch; they 
 each stage and end identical."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from vemo.config import PrepareConfig, load_config
@@ -157,3 +160,21 @@ def test_two_gloo_processes_agree(tiny_synth, tmp_path):
 
     alone = train(cfg, prepared, tmp_path / "alone", progress=False, log=lambda *_: None)
     assert alone.processes == 1 and alone.weights_sha256 != ranks[0]["sha"]
+
+
+@pytest.mark.slow
+def test_torchrun_launches_the_cli_and_its_processes_leave_together(tiny_synth, tmp_path):
+    """The documented multi-machine launch, on one machine: torchrun starts `vemo.cli train` twice; both
+    processes train, rank 0 evaluates and writes the run, and both leave the process group without error."""
+    pcfg = PrepareConfig(root=str(tiny_synth), cache_dir=str(tmp_path / "cache"), frames=10, workers=1)
+    pcfg.val_fraction = pcfg.test_fraction = 0.25
+    prepared = prepare(pcfg, progress=False, log=lambda *_: None)
+    out = tmp_path / "run"
+    settings = ["train.pretrain_epochs=1", "train.epochs=1", "train.threads=1"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "vemo.cli"]
+    cmd += ["train", "--config", str(REPO / "configs/tiny.yaml"), "--data", str(prepared.path), "--out", str(out)]
+    cmd += ["--quiet", *[a for s in settings for a in ("--set", s)]]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "train.json").read_text())["processes"] == 2
+    assert (out / "metrics.json").exists() and (out / "report.md").exists()

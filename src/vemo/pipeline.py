@@ -144,6 +144,10 @@ def train_command(
             launch(_ddp_worker, devices, cfg.to_dict(), str(prepared.path), str(out), progress, resume, score_test)
         else:
             train_evaluate_report(cfg, prepared, out, False, progress, resume=resume, score_test=score_test)
+            if "WORLD_SIZE" in os.environ:  # one of torchrun's processes: leave the group with the others
+                from vemo.training.distributed import finish
+
+                finish()
 
 
 # What a run writes at its top level (and its `eval-*` folders): `--force` deletes exactly these before a
