@@ -8,8 +8,15 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from vemo.config import SynthConfig
+
+# `make test` (and CI) draws the same property-test examples every run, so a failure there is never a
+# one-off; `HYPOTHESIS_PROFILE=explore make test` draws fresh random examples to look for new ones.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VEMO_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -59,29 +59,46 @@ def _at_rest(out: Path, epochs: int) -> bool:
     return len(load_checkpoint(out / "last.pt").resume["history"]) == rows
 
 
-def _run_and_kill(cmd: list[str], out: Path, epochs: int) -> None:
-    """Start `cmd`; SIGKILL it once `epochs` epochs are in history.csv and last.pt was saved after them.
+# `vemo train` that stops itself (SIGSTOP) right after last.pt is saved with argv[1] epochs in its history,
+# so the test kills it at exactly that point, however loaded the machine (polling the files from outside
+# could miss a tiny epoch and kill one later)
+STOP_AFTER = """
+import os, signal, sys
+from vemo.cli import main
+from vemo.training.trainer import Run
+epochs, save_last = int(sys.argv[1]), Run.save_last
+def stop_after(self, *args, **kwargs):
+    save_last(self, *args, **kwargs)
+    if len(self.state.history) == epochs:
+        os.kill(os.getpid(), signal.SIGSTOP)
+Run.save_last = stop_after
+sys.exit(main(sys.argv[2:]))
+"""
 
-    The files are looked at while the process is stopped (SIGSTOP), so what is seen is what the kill
-    leaves. The kill lands between writes: a kill in the middle of one leaves that write's temporary file
-    by nature (the file it replaces stays intact); what is checked is that nothing else is left over.
+
+def _run_and_kill(cmd: list[str], out: Path, epochs: int) -> None:
+    """Run `cmd` (`python -m vemo.cli train ...`) until last.pt is saved after `epochs` epochs; SIGKILL it.
+
+    The process stops itself there (SIGSTOP), so the files are looked at while nothing runs and what is
+    seen is what the kill leaves: no temporary file, last.pt complete and after the last history row.
     """
-    proc = subprocess.Popen(cmd, env=ENV, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert cmd[1:3] == ["-m", "vemo.cli"]
+    proc = subprocess.Popen(
+        [cmd[0], "-c", STOP_AFTER, str(epochs), *cmd[3:]], env=ENV, cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
     try:
         deadline = time.time() + 240
         while time.time() < deadline:
-            assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read()[-2000:]}"
-            if len(_history(out)) >= epochs:
-                proc.send_signal(signal.SIGSTOP)
-                _, status = os.waitpid(proc.pid, os.WUNTRACED)
-                assert os.WIFSTOPPED(status), "training ended before it could be killed"
-                if _at_rest(out, epochs):
-                    proc.send_signal(signal.SIGKILL)
-                    break
-                proc.send_signal(signal.SIGCONT)  # a write is in flight or last.pt is not saved yet
-            time.sleep(0.005)
+            pid, status = os.waitpid(proc.pid, os.WUNTRACED | os.WNOHANG)
+            if pid:
+                assert os.WIFSTOPPED(status), f"training ended before it could be killed: {proc.stderr.read()[-2000:]}"
+                break
+            time.sleep(0.05)
         else:
             pytest.fail("training did not reach the kill point in time")
+        assert _at_rest(out, epochs)
+        proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()

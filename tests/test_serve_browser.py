@@ -176,7 +176,9 @@ def test_upload_in_a_real_browser_shows_label_chart_and_video(server_url, a_clip
         assert browser.wait_for("document.getElementById('video').readyState >= 2", timeout=30)  # the MP4 plays
         browser.evaluate("(v => { v.currentTime = v.duration; })(document.getElementById('video'))")
         overlay = browser.wait_for(
-            "!document.getElementById('video').seeking && document.getElementById('overlay').textContent"
+            "!document.getElementById('video').seeking"
+            " && document.getElementById('overlay').textContent !== '\u2026'"  # the text before any window
+            " && document.getElementById('overlay').textContent"
         )
         assert overlay.split()[0] in labels
         assert browser.evaluate("document.getElementById('csv').getAttribute('href')").endswith("windows.csv")
