@@ -21,7 +21,10 @@ CONTRACT_KEYS = {"accuracy", "macro_f1", "n", "per_class", "confusion_matrix", "
 # each shipped model, its model card and the configs that reproduce it (the card names the commands);
 # an ensemble names one config per member
 CARDS = {
-    "default": ("MODEL_CARD.md", ["fer2013_onset.yaml", "fer2013_wide_onset.yaml"]),
+    "default": (
+        "MODEL_CARD.md",
+        ["fer2013_onset.yaml", "fer2013_wide_onset.yaml", "fer2013_wide_seed3.yaml", "fer2013_seed4_zoom.yaml"],
+    ),
     "fast": ("MODEL_CARD_fast.md", ["fer2013_fast_onset.yaml"]),
 }
 
