@@ -143,11 +143,16 @@ def _worker(cfg_dict: dict, data: str, out: str, results: str) -> None:
     Path(results, f"rank{rank}.json").write_text(json.dumps({"sha": result.weights_sha256, "n": result.processes}))
 
 
-def test_two_gloo_processes_agree(tiny_synth, tmp_path):
-    cfg = load_config(REPO / "configs/tiny.yaml", ["train.pretrain_epochs=1", "train.epochs=1", "train.threads=1"])
+def _prepare_tiny(tiny_synth: Path, tmp_path: Path):
+    """The tiny synthetic set cached with a quarter of its actors each for val and test."""
     pcfg = PrepareConfig(root=str(tiny_synth), cache_dir=str(tmp_path / "cache"), frames=10, workers=1)
     pcfg.val_fraction = pcfg.test_fraction = 0.25
-    prepared = prepare(pcfg, progress=False, log=lambda *_: None)
+    return prepare(pcfg, progress=False, log=lambda *_: None)
+
+
+def test_two_gloo_processes_agree(tiny_synth, tmp_path):
+    cfg = load_config(REPO / "configs/tiny.yaml", ["train.pretrain_epochs=1", "train.epochs=1", "train.threads=1"])
+    prepared = _prepare_tiny(tiny_synth, tmp_path)
     results = tmp_path / "results"
     results.mkdir()
     launch(_worker, 2, cfg.to_dict(), str(prepared.path), str(tmp_path / "run"), str(results))
@@ -166,9 +171,7 @@ def test_two_gloo_processes_agree(tiny_synth, tmp_path):
 def test_torchrun_launches_the_cli_and_its_processes_leave_together(tiny_synth, tmp_path):
     """The documented multi-machine launch, on one machine: torchrun starts `vemo.cli train` twice; both
     processes train, rank 0 evaluates and writes the run, and both leave the process group without error."""
-    pcfg = PrepareConfig(root=str(tiny_synth), cache_dir=str(tmp_path / "cache"), frames=10, workers=1)
-    pcfg.val_fraction = pcfg.test_fraction = 0.25
-    prepared = prepare(pcfg, progress=False, log=lambda *_: None)
+    prepared = _prepare_tiny(tiny_synth, tmp_path)
     out = tmp_path / "run"
     settings = ["train.pretrain_epochs=1", "train.epochs=1", "train.threads=1"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "vemo.cli"]
