@@ -143,6 +143,10 @@ def _worker(cfg_dict: dict, data: str, out: str, results: str) -> None:
     Path(results, f"rank{rank}.json").write_text(json.dumps({"sha": result.weights_sha256, "n": result.processes}))
 
 
+# one pretraining and one sequence epoch on one thread per process: what both DDP tests train
+SHORT_RUN = ["train.pretrain_epochs=1", "train.epochs=1", "train.threads=1"]
+
+
 def _prepare_tiny(tiny_synth: Path, tmp_path: Path):
     """The tiny synthetic set cached with a quarter of its actors each for val and test."""
     pcfg = PrepareConfig(root=str(tiny_synth), cache_dir=str(tmp_path / "cache"), frames=10, workers=1)
@@ -151,7 +155,7 @@ def _prepare_tiny(tiny_synth: Path, tmp_path: Path):
 
 
 def test_two_gloo_processes_agree(tiny_synth, tmp_path):
-    cfg = load_config(REPO / "configs/tiny.yaml", ["train.pretrain_epochs=1", "train.epochs=1", "train.threads=1"])
+    cfg = load_config(REPO / "configs/tiny.yaml", SHORT_RUN)
     prepared = _prepare_tiny(tiny_synth, tmp_path)
     results = tmp_path / "results"
     results.mkdir()
@@ -173,10 +177,9 @@ def test_torchrun_launches_the_cli_and_its_processes_leave_together(tiny_synth, 
     processes train, rank 0 evaluates and writes the run, and both leave the process group without error."""
     prepared = _prepare_tiny(tiny_synth, tmp_path)
     out = tmp_path / "run"
-    settings = ["train.pretrain_epochs=1", "train.epochs=1", "train.threads=1"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "vemo.cli"]
     cmd += ["train", "--config", str(REPO / "configs/tiny.yaml"), "--data", str(prepared.path), "--out", str(out)]
-    cmd += ["--quiet", *[a for s in settings for a in ("--set", s)]]
+    cmd += ["--quiet", *[a for s in SHORT_RUN for a in ("--set", s)]]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((out / "train.json").read_text())["processes"] == 2
