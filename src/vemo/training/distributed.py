@@ -16,8 +16,9 @@ variables), which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT
 from __future__ import annotations
 
 import os
-import socket
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -55,7 +56,13 @@ def setup(device: str = "auto") -> Dist:
     if _uses_cuda(device):
         torch.cuda.set_device(local)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if _uses_cuda(device) else "gloo")
+        backend = "nccl" if _uses_cuda(device) else "gloo"
+        store = os.environ.get(_STORE_FILE)
+        if store:  # started by `launch`: rendezvous through a file, no port to pick
+            rank = int(os.environ["RANK"])
+            dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world)
+        else:  # torchrun / srun: MASTER_ADDR and MASTER_PORT from the environment
+            dist.init_process_group(backend)
     return Dist(dist.get_rank(), dist.get_world_size(), local)
 
 
@@ -137,16 +144,11 @@ def finish() -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_STORE_FILE = "VEMO_DIST_STORE"
 
 
-def _entry(rank: int, world: int, port: int, fn, args) -> None:
-    os.environ.update(
-        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
-    )
+def _entry(rank: int, world: int, store: str, fn, args) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), **{_STORE_FILE: store})
     try:
         fn(*args)
         finish()
@@ -156,7 +158,13 @@ def _entry(rank: int, world: int, port: int, fn, args) -> None:
 
 
 def launch(fn, devices: int, *args) -> None:
-    """Run `fn(*args)` in `devices` local processes forming one process group (single machine)."""
+    """Run `fn(*args)` in `devices` local processes forming one process group (single machine).
+
+    The processes meet through a file in a fresh temporary folder rather than a TCP port: a port found
+    free by the launcher could be taken by another program before rank 0 binds it, and two runs started
+    at once could pick the same one."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_entry, args=(devices, _free_port(), fn, args), nprocs=devices, join=True)
+    with tempfile.TemporaryDirectory(prefix="vemo-dist-") as folder:
+        store = str(Path(folder) / "store")
+        mp.spawn(_entry, args=(devices, store, fn, args), nprocs=devices, join=True)
