@@ -24,6 +24,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+# set by `launch` in each process it starts: the file through which they form their group
+_STORE_FILE = "VEMO_DIST_STORE"
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -142,9 +145,6 @@ def finish() -> None:
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
-
-
-_STORE_FILE = "VEMO_DIST_STORE"
 
 
 def _entry(rank: int, world: int, store: str, fn, args) -> None:
