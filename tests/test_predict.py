@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import vemo
 from conftest import write_video
 from vemo.checkpoint import atomic_save
 from vemo.cli import main
@@ -167,6 +168,23 @@ def test_workers_give_the_same_table(checkpoint, short_video, tmp_path, monkeypa
 def _read_table(path) -> list[dict]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def test_a_truncated_video_keeps_what_decoded_and_says_so(checkpoint, tmp_path):
+    """A partial copy (60 frames declared, 13 decode) is predicted with a warning naming the file and the
+    cut; one cut so early that no window can be made is skipped for being truncated, not "too short"."""
+    data = write_video(tmp_path / "whole.flv", face_frames(2), fps=15, codec="flv").read_bytes()
+    (tmp_path / "part.flv").write_bytes(data[: int(len(data) * 0.6)])
+    (tmp_path / "stub.flv").write_bytes(data[: int(len(data) * 0.04)])
+    logs: list[str] = []
+    inputs = [str(tmp_path / n) for n in ("part.flv", "stub.flv")]
+    run_predict(inputs, str(checkpoint), str(tmp_path / "out"), progress=False, log=logs.append)
+    cut = "truncated: 13 of the 60 frames it declares decode (the file ends early)"
+    assert f"warning: {inputs[0]}: {cut}; copy it again (its windows cover only the frames that decoded)" in logs
+    assert json.loads((tmp_path / "out" / "part.json").read_text())["truncated"].startswith(cut)
+    assert any(line.startswith(f"skipped {inputs[1]}: truncated: 1 of the 60 frames") for line in logs)
+    df = vemo.predict(inputs[0], checkpoint)
+    assert len(df) > 0 and df.attrs["truncated"][0][0] == inputs[0]
 
 
 def test_output_names_stay_unique():

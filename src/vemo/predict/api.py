@@ -147,16 +147,19 @@ def predict(
     window), x, y, w, h (face box in pixels), status ("ok" or "no-face"), found (sampled frames with
     the face detected), smoothed_<class> (the moving average `label` and `confidence` come from).
     An input that cannot be read raises ClipError when it is the only one; among several it is skipped
-    with a warning and listed in `df.attrs["skipped"]` as (source, reason) pairs.
+    with a warning and listed in `df.attrs["skipped"]` as (source, reason) pairs. A video that ends
+    before the frames it declares (a partial copy) keeps the windows that decoded, with a warning, and
+    is listed in `df.attrs["truncated"]` the same way.
     """
     check_window(window, hop)
     predictor = load_predictor(checkpoint, device, preprocessing)
     items = expand(source)
     recs: list[dict] = []
     skipped: list[tuple[str, str]] = []
+    truncated: list[tuple[str, str]] = []
     for item in items:
         try:
-            rows, _ = predict_item(item, predictor, window, hop, all_faces, fps, progress=progress)
+            rows, facts = predict_item(item, predictor, window, hop, all_faces, fps, progress=progress)
         except ImportError:  # a missing package is no fault of this input: stop
             raise
         except Exception as err:
@@ -164,11 +167,14 @@ def predict(
             log.warning("skipped %s: %s", item.name, reason)
             skipped.append((item.name, reason))
             continue
+        if "truncated" in facts:
+            log.warning("%s: %s (its windows cover only the frames that decoded)", item.name, facts["truncated"])
+            truncated.append((item.name, facts["truncated"]))
         recs += records(rows, predictor.labels, item.name)
     if not recs:
         raise ClipError("nothing could be predicted: " + "; ".join(f"{n}: {e}" for n, e in skipped))
     df = to_frame(recs, predictor.labels)
-    df.attrs.update(labels=list(predictor.labels), skipped=skipped)
+    df.attrs.update(labels=list(predictor.labels), skipped=skipped, truncated=truncated)
     return df
 
 

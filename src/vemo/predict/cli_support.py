@@ -148,7 +148,8 @@ def _one(job: tuple[Item, str, Path | None], predictor: Predictor, settings: dic
         from vemo.reporting.plots import plot_timeline
 
         plot_timeline(rows, predictor.labels, out / f"{name}.png", title=item.path.name)
-    return {"source": item.name, "name": name, "records": recs, "labels": predictor.labels, "summary": summarize(rows)}
+    done = {"source": item.name, "name": name, "records": recs, "labels": predictor.labels, "summary": summarize(rows)}
+    return {**done, "warning": facts["truncated"]} if "truncated" in facts else done
 
 
 def _finish(results: list[dict], out_dir: Path, log) -> list[dict]:
@@ -161,6 +162,8 @@ def _finish(results: list[dict], out_dir: Path, log) -> list[dict]:
         s = r["summary"]
         counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items())
         log(f"{r['source']}: {s['majority']} ({s['windows']} windows: {counts})")
+        if "warning" in r:
+            log(f"warning: {r['source']}: {r['warning']} (its windows cover only the frames that decoded)")
     if not done:
         raise ClipError("nothing could be predicted: " + "; ".join(f"{r['source']}: {r['skipped']}" for r in results))
     recs = [rec for r in done for rec in r["records"]]

@@ -25,7 +25,7 @@ from vemo.config import PrepareConfig
 from vemo.data.loading.loader import model_inputs
 from vemo.data.preprocessing.face import crop_square, detect_all
 from vemo.data.preprocessing.stills import to_sequences
-from vemo.data.sources.video import ClipError
+from vemo.data.sources.video import ClipError, truncation_reason
 from vemo.models.registry import fuse_conv_bn, to_channels_last
 from vemo.predict.stream import FaceWindows, Frame, video_fps, video_frames
 from vemo.training.distributed import resolve_device
@@ -254,9 +254,12 @@ def predict_video(
     annotate: str | Path | None = None,
     progress: bool = False,
 ) -> tuple[list[dict], dict]:
-    """Rows of one video file and facts about the run (frames decoded); an annotated copy if asked.
+    """Rows of one video file and facts about the run (frames decoded; `truncated`, the reason, when the
+    file ends before the frames it declares: its rows then cover only what decoded); an annotated copy
+    if asked.
 
-    Raises ClipError for unusable files (the annotated video is then not left half-written).
+    Raises ClipError for unusable files (the annotated video is then not left half-written), naming
+    the truncation when that is why no window could be made.
     """
     from vemo.predict.annotate import annotated_video
 
@@ -276,9 +279,18 @@ def predict_video(
             if writer is not None:
                 writer.write(frame, overlay)
 
-        frames = video_frames(source, want_rgb=writer is not None)
-        rows = predict_frames(frames, predictor, window_s, hop_s, all_faces, on_frame=on_frame)
-    return rows, {"frames_decoded": decoded}
+        stream: dict = {}
+        frames = video_frames(source, want_rgb=writer is not None, facts=stream)
+        try:
+            rows = predict_frames(frames, predictor, window_s, hop_s, all_faces, on_frame=on_frame)
+        except ClipError as err:
+            if (why := truncation_reason(decoded, stream)) is not None and err.kind in ("too-short", "empty"):
+                raise ClipError(why, "truncated") from err
+            raise
+    facts: dict = {"frames_decoded": decoded}
+    if (why := truncation_reason(decoded, stream)) is not None:
+        facts["truncated"] = why
+    return rows, facts
 
 
 def summarize(rows: list[dict]) -> dict:

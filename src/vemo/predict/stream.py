@@ -29,11 +29,11 @@ class Frame:
     rgb: np.ndarray | None = None  # only when an annotated video is written
 
 
-def video_frames(path: str | Path, want_rgb: bool = False) -> Iterator[Frame]:
+def video_frames(path: str | Path, want_rgb: bool = False, facts: dict | None = None) -> Iterator[Frame]:
     """Decode a video file frame by frame (luma plane; RGB too if asked), upright (`vemo.data.sources.video.luma`).
     Raises ClipError on bad files; a file damaged part-way ends the stream at the damage (what decoded
-    is kept)."""
-    for i, (frame, t) in enumerate(iter_video(path)):
+    is kept, and `facts`, when given, receives what `truncation_reason` needs to say so)."""
+    for i, (frame, t) in enumerate(iter_video(path, facts)):
         gray, turns = luma(frame), upright_turns(frame)
         rgb = frame.to_ndarray(format="rgb24") if want_rgb else None
         if rgb is not None and turns:

@@ -254,8 +254,9 @@ RESERVOIR_BYTES = 32 * 2**20
 TRUNCATION_SLACK = (2, 0.05)  # frames, fraction of the declared count
 
 
-def _truncated(n: int, facts: dict) -> str | None:
-    """Why a decoded stream of n frames is not the whole clip, or None when it is."""
+def truncation_reason(n: int, facts: dict) -> str | None:
+    """Why a decoded stream of n frames is not the whole clip, or None when it is (`facts`: what
+    `iter_video` recorded while decoding)."""
     declared = facts.get("declared")
     slack = max(TRUNCATION_SLACK[0], TRUNCATION_SLACK[1] * (declared or 0))
     if declared and n < declared - slack:
@@ -290,7 +291,7 @@ def sample_video(path: str | Path, t: int, min_frames: int = 2) -> Sampled:
         n = i + 1
     if n == 0:
         raise ClipError("no frames could be decoded (zero-frame or corrupt video)")
-    if (why := _truncated(n, facts)) is not None:
+    if (why := truncation_reason(n, facts)) is not None:
         raise ClipError(why, "truncated")
     if n < min_frames:
         raise ClipError(f"only {n} frame(s) decoded: too short to be a clip", "too-short")
