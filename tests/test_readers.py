@@ -37,7 +37,7 @@ def write_fer_csv(path, n_per_usage=3, bad_rows=()):
 
 def test_fer_csv_usage_splits_and_bad_rows(tmp_path):
     px = _pixels(_face(99))
-    bad = [f"9,{px},Training", "3,1 2 3,Training", f"x,{px},Training", f"2,{px},Validation"]
+    bad = [f"9,{px},Training", "3,1 2 3,Training", f"x,{px},Training", f"2,{px},Validation", f"4,{px},", f"4,{px}"]
     csv_path = write_fer_csv(tmp_path / "fer2013.csv", bad_rows=bad)
     records, skipped, labels = read_fer2013(tmp_path)
     assert labels == ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -45,14 +45,20 @@ def test_fer_csv_usage_splits_and_bad_rows(tmp_path):
     # CSV codes 0..6 are angry disgust fear happy sad surprise neutral
     assert [r.label for r in records[:7]] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     reasons = [s.reason for s in skipped]
-    assert len(skipped) == 4 and all(s.kind == "bad-row" for s in skipped)
+    assert len(skipped) == 6 and all(s.kind == "bad-row" for s in skipped)
     assert "row 10" in reasons[0] and "bad emotion label '9'" in reasons[0]
     assert "3 pixel values" in reasons[1]
     assert "unknown Usage 'Validation'" in reasons[3]
+    assert all("no Usage value" in r for r in reasons[4:])  # the header has a Usage column: the split is lost
     prepared = prepare(PrepareConfig(dataset="fer2013", root=str(csv_path), cache_dir=str(tmp_path / "c")), **QUIET)
     assert prepared.kind == "stills" and prepared.frames().shape == (9, 1, 48, 48)
     assert np.array_equal(prepared.frames()[4, 0], _face(4))  # pixels land where they belong
-    assert len(prepared.manifest["skipped"]) == 4
+    assert len(prepared.manifest["skipped"]) == 6
+
+    (tmp_path / "plain").mkdir()  # no Usage column at all: every row is kept, and vemo splits them itself
+    (tmp_path / "plain" / "fer2013.csv").write_text(f"emotion,pixels\n3,{px}\n4,{px},\n")
+    records, skipped, _ = read_fer2013(tmp_path / "plain")
+    assert [r.split for r in records] == [None, None] and not skipped
 
 
 def test_fer_csv_that_is_a_pointer_or_empty_is_named_and_a_spreadsheet_bom_is_read(tmp_path):

@@ -105,7 +105,13 @@ def _csv_rows(path: str, mtime_ns: int) -> dict[int, tuple[str, str, str] | str]
         header = [h.strip().lower() for h in next(csv.reader([next(lines, "")]), [])]
         if header[:2] != ["emotion", "pixels"]:
             raise ValueError(f"{path}: expected a header 'emotion,pixels[,Usage]', got {','.join(header)!r}")
-        return {n: _parse_line(line) for n, line in enumerate(lines, start=1)}
+        rows = {n: _parse_line(line) for n, line in enumerate(lines, start=1)}
+    if header[2:3] == ["usage"]:  # a file with a Usage column: a row without one has lost its split
+        return {n: _NO_USAGE if isinstance(r, tuple) and not r[2].strip() else r for n, r in rows.items()}
+    return rows  # no Usage column: vemo splits the rows itself
+
+
+_NO_USAGE = "no Usage value (expected Training, PublicTest or PrivateTest, as the header's Usage column says)"
 
 
 def _lines(fh):
