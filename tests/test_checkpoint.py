@@ -23,9 +23,21 @@ def test_malicious_pickle_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     with path.open("wb") as fh:
         pickle.dump({"model": _RunsCode(tmp_path / "pwned"), "config": {}}, fh)
-    with pytest.raises(CheckpointError, match="refused to load"):
-        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="evil.pt: not a readable PyTorch checkpoint"):
+        load_checkpoint(path)  # a bare pickle is not torch's format: torch reads no object out of it
+    torch.save({"model": _RunsCode(tmp_path / "pwned"), "config": {}}, tmp_path / "evil2.pt")  # torch's format
+    with pytest.raises(CheckpointError, match=r"evil2.pt: refused to load.*GLOBAL posix.system") as err:
+        load_checkpoint(tmp_path / "evil2.pt")
     assert not (tmp_path / "pwned").exists()  # refused before any of its code ran
+    assert "weights_only` set to `False`" not in str(err.value)  # torch's advice to load it unsafely: not passed on
+
+
+def test_random_bytes_are_called_unreadable_not_dangerous(tmp_path):
+    path = tmp_path / "noise.pt"
+    path.write_bytes(bytes(range(256)) * 12)  # no zip archive, no pickle a refused object could come from
+    with pytest.raises(CheckpointError, match=r"noise.pt: not a readable PyTorch checkpoint \(corrupt") as err:
+        load_checkpoint(path)
+    assert "could run code" not in str(err.value)
 
 
 def test_round_trip_and_architecture_mismatch(tmp_path):

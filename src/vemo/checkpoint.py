@@ -266,9 +266,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        why = _unpickling_detail(err)
+        if "GLOBAL" not in why:  # no object it refused to build: the bytes are not a pickle torch wrote
+            raise CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint (corrupt, or another kind of file: {why})"
+            ) from err
         raise CheckpointError(
             f"{path}: refused to load: it contains Python objects beyond tensors and plain values, which "
-            f"could run code when unpickled (vemo only loads with weights_only=True). Details: {_first_line(err)}"
+            f"could run code when unpickled (vemo only loads with weights_only=True): {why}"
         ) from err
     except Exception as err:  # torch raises many types for non-checkpoint bytes (KeyError, EOFError, ...)
         raise CheckpointError(
@@ -276,6 +281,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         ) from err
     _check_fields(ckpt, path)
     return Checkpoint.from_dict(_upgrade(ckpt, path), path)
+
+
+def _unpickling_detail(err: Exception) -> str:
+    """The line of torch's weights-only refusal that says what it met (torch's advice to load the file
+    unsafely is left out: vemo never does)."""
+    found = re.search(r"(Trying to load unsupported GLOBAL[^\n]*|Unsupported [^\n]*)", str(err))
+    return found.group(1).strip().rstrip(".") if found else _first_line(err)
 
 
 def _member(data: Any, where: Any) -> Member:
