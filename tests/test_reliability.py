@@ -330,6 +330,27 @@ def test_ship_refuses_weights_that_do_not_fit_their_architecture(checkpoint, tmp
     assert "do not fit" in line and not out.exists()
 
 
+def test_evaluate_refuses_a_misfit_checkpoint_first_naming_it_and_leaves_no_folder(checkpoint, tmp_path, capsys):
+    ckpt = load_checkpoint(checkpoint)
+    ckpt.labels = ckpt.labels[:2]  # two classes named, six-class weights
+    atomic_save(ckpt.to_dict(), tmp_path / "two.pt")
+    ckpt = load_checkpoint(checkpoint)
+    ckpt.config.model.name = "nonexistent"
+    atomic_save(ckpt.to_dict(), tmp_path / "unknown.pt")
+    out, nothing = tmp_path / "eval", tmp_path / "no-data"
+    for name in ("two.pt", "unknown.pt"):  # refused before the (missing) data is looked at
+        argv = ["evaluate", "--checkpoint", str(tmp_path / name), "--dataset", "folder", "--root", str(nothing)]
+        line = _one_line_error(capsys, main([*argv, "--out", str(out)]))
+        assert f"{tmp_path / name}: " in line and not out.exists()
+        assert ("do not fit" in line and "with 2 classes" in line and "of another shape" in line) or (
+            "cannot build (unknown model 'nonexistent'" in line
+        )
+    nothing.mkdir()  # a good checkpoint, unusable data: refused after --out was made, which goes again
+    line = _one_line_error(capsys, main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", "folder",
+                                         "--root", str(nothing), "--out", str(out)]))  # fmt: skip
+    assert str(nothing) in line and not out.exists()
+
+
 # 15. leftovers of killed processes, and `vemo report` outside a run
 
 

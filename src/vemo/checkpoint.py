@@ -234,17 +234,22 @@ class Checkpoint:
 
     def build_model(self) -> nn.Module:
         """The architecture the checkpoint describes, with its weights loaded, in eval mode."""
-        n, size = len(self.labels), self.config.prepare.size
-        if self.members:
-            parts = [model_from_config(m.config.model, n, size) for m in self.members]
-            model: nn.Module = Ensemble(parts, [1.0] * len(parts))  # temperatures: loaded with the weights
-        else:
-            model = model_from_config(self.config.model, n, size)
+        n, size, where = len(self.labels), self.config.prepare.size, self.path or "checkpoint"
+        try:
+            if self.members:
+                parts = [model_from_config(m.config.model, n, size) for m in self.members]
+                model: nn.Module = Ensemble(parts, [1.0] * len(parts))  # temperatures: loaded with the weights
+            else:
+                model = model_from_config(self.config.model, n, size)
+        except (ValueError, TypeError, KeyError) as err:
+            raise CheckpointError(f"{where}: names a model this vemo cannot build ({_first_line(err)})") from err
         try:
             model.load_state_dict(self.weights)
         except RuntimeError as err:
+            why = _misfit(model.state_dict(), self.weights)
             raise CheckpointError(
-                f"checkpoint weights do not fit the {self.model_name!r} architecture it names: {str(err)[:300]}"
+                f"{where}: its weights do not fit the {self.model_name!r} architecture it names, "
+                f"with {len(self.labels)} classes ({why})"
             ) from err
         return model.eval()
 
@@ -281,6 +286,21 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         ) from err
     _check_fields(ckpt, path)
     return Checkpoint.from_dict(_upgrade(ckpt, path), path)
+
+
+def _misfit(own: Mapping[str, torch.Tensor], weights: Mapping[str, Any]) -> str:
+    """What differs between a model's weights and a file's, in a few words (not a state-dict dump)."""
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [k for k in own if k in weights and tuple(own[k].shape) != tuple(getattr(weights[k], "shape", ()))]
+    parts = [f"{len(v)} {what}" for v, what in ((missing, "missing"), (unexpected, "unexpected")) if v]
+    if shapes:
+        k = shapes[0]
+        file_shape = tuple(getattr(weights[k], "shape", ()))
+        parts.append(f"{len(shapes)} of another shape, e.g. {k}: {file_shape} in the file, {tuple(own[k].shape)} here")
+    elif missing or unexpected:
+        parts.append(f"e.g. {(missing or unexpected)[0]}")
+    return "; ".join(parts) or "see the log"
 
 
 def _unpickling_detail(err: Exception) -> str:

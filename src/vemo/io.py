@@ -21,7 +21,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -167,6 +167,7 @@ def folder_lock(folder: str | Path, command: str, log=print) -> Iterator[Path]:
     next command takes it over.
     """
     folder = Path(folder)
+    created = not folder.exists()
     check_writable(folder)
     path = folder / LOCK_NAME
     for _ in range(20):
@@ -187,3 +188,24 @@ def folder_lock(folder: str | Path, command: str, log=print) -> Iterator[Path]:
     finally:
         path.unlink(missing_ok=True)  # while still locked, so no one else can be holding this file
         os.close(fd)
+        if created:
+            _remove_if_empty(folder)  # a command that failed before writing anything leaves no empty folder
+
+
+@contextmanager
+def tidy_on_failure(folder: str | Path) -> Iterator[None]:
+    """Remove `folder` again, if this block created it and fails leaving it empty (a command refused
+    late, e.g. on unusable data, leaves no empty output folder behind)."""
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            _remove_if_empty(folder)
+        raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with suppress(OSError):
+        folder.rmdir()  # only an empty folder goes

@@ -24,7 +24,7 @@ from vemo.evaluation.calibration import expected_calibration_error, reliability
 from vemo.evaluation.inference import check_frame_size, predict
 from vemo.evaluation.metrics import classification_metrics, format_table
 from vemo.evaluation.robustness import DEFAULT_LEVELS, perturb
-from vemo.io import atomic_write, check_writable, folder_lock, write_json, write_text
+from vemo.io import atomic_write, check_writable, folder_lock, tidy_on_failure, write_json, write_text
 from vemo.reporting.plots import plot_confusion, plot_reliability, plot_robustness
 from vemo.training.distributed import resolve_device
 
@@ -316,25 +316,28 @@ def evaluate_command(
     if perturb and levels and len(perturb) > 1:
         raise ValueError("--levels applies to one --perturb kind at a time (their units differ)")
     ckpt = load_checkpoint(checkpoint)
-    base = check_writable(out or (Path("runs/evaluate") if str(checkpoint) in SHIPPED else Path(checkpoint).parent))
-    if data:
-        prepared = load_prepared(data)
-    else:
-        keep = (*honour, *(("dataset", "root") if dataset_given else ()))
-        for key in honour:  # prepare keys the user set with --set: theirs, not the checkpoint's
-            trained = getattr(ckpt.preprocessing, key, None)
-            log(f"prepare.{key}={getattr(cfg.prepare, key)!r} as given (the model was trained with {trained!r})")
-        ckpt.apply_preprocessing(cfg, keep)
-        prepared = prepare(cfg.prepare, progress=progress, log=log)
-    split = _choose_split(ckpt, prepared, split, log)
-    out_dir = base if out else output_folder(base, ckpt, prepared, split)
-    if out_dir != base:
-        log(f"not the run's own test split: writing to {out_dir} (the run's own results stay as they are)")
-    with folder_lock(out_dir, "vemo evaluate", log=log):
-        metrics = evaluate(checkpoint, prepared, out_dir, split=split, log=log, device=device, progress=progress)
-        log(f"metrics: {out_dir / 'metrics.json'}")
-        if perturb:
-            kinds = {k: (levels or DEFAULT_LEVELS[k]) for k in perturb}
-            robustness(checkpoint, prepared, out_dir, metrics["split"], kinds, log=log, device=device)
-            log(f"robustness: {out_dir / 'robustness.json'}")
+    ckpt.build_model()  # weights that do not fit their architecture: refused now, not after preparing the data
+    base = Path(out or (Path("runs/evaluate") if str(checkpoint) in SHIPPED else Path(checkpoint).parent))
+    with tidy_on_failure(base):  # refused late (unusable data, say): no empty output folder left behind
+        check_writable(base)
+        if data:
+            prepared = load_prepared(data)
+        else:
+            keep = (*honour, *(("dataset", "root") if dataset_given else ()))
+            for key in honour:  # prepare keys the user set with --set: theirs, not the checkpoint's
+                trained = getattr(ckpt.preprocessing, key, None)
+                log(f"prepare.{key}={getattr(cfg.prepare, key)!r} as given (the model was trained with {trained!r})")
+            ckpt.apply_preprocessing(cfg, keep)
+            prepared = prepare(cfg.prepare, progress=progress, log=log)
+        split = _choose_split(ckpt, prepared, split, log)
+        out_dir = base if out else output_folder(base, ckpt, prepared, split)
+        if out_dir != base:
+            log(f"not the run's own test split: writing to {out_dir} (the run's own results stay as they are)")
+        with folder_lock(out_dir, "vemo evaluate", log=log):
+            metrics = evaluate(checkpoint, prepared, out_dir, split=split, log=log, device=device, progress=progress)
+            log(f"metrics: {out_dir / 'metrics.json'}")
+            if perturb:
+                kinds = {k: (levels or DEFAULT_LEVELS[k]) for k in perturb}
+                robustness(checkpoint, prepared, out_dir, metrics["split"], kinds, log=log, device=device)
+                log(f"robustness: {out_dir / 'robustness.json'}")
     return metrics
