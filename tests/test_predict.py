@@ -187,6 +187,14 @@ def test_a_truncated_video_keeps_what_decoded_and_says_so(checkpoint, tmp_path):
     assert len(df) > 0 and df.attrs["truncated"][0][0] == inputs[0]
 
 
+def test_a_non_video_given_by_name_is_called_so_and_leaves_no_output_folder(checkpoint, tmp_path):
+    (tmp_path / "notes.txt").write_text("a shopping list\n")
+    with pytest.raises(ClipError, match=r"notes.txt: a .txt file, not a video or image vemo reads \(read as a video"):
+        run_predict([str(tmp_path / "notes.txt")], str(checkpoint), str(tmp_path / "out"), progress=False,
+                    log=lambda _: None)  # fmt: skip
+    assert not (tmp_path / "out").exists()  # made to check it was writable, removed when nothing came of it
+
+
 def test_output_names_stay_unique():
     from pathlib import Path
 

@@ -115,7 +115,14 @@ def predict_item(
     if item.array is not None:
         rows = predict_frames(array_frames(item.array, fps), predictor, window, hop, all_faces)
         return rows, {"frames_decoded": len(item.array), "fps": fps}
-    return predict_video(item.path, predictor, window, hop, all_faces, annotate, progress)
+    try:
+        return predict_video(item.path, predictor, window, hop, all_faces, annotate, progress)
+    except ClipError as err:  # given by name, so tried as a video whatever its extension; say so if it is not one
+        suffix = item.path.suffix.lower()
+        if suffix in VIDEO_EXTENSIONS or err.kind not in ("corrupt", "empty"):
+            raise
+        kind = f"a {suffix} file" if suffix else "a file without an extension"
+        raise ClipError(f"{kind}, not a video or image vemo reads (read as a video: {err})", err.kind) from err
 
 
 def predict(

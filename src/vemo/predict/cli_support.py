@@ -14,7 +14,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from vemo.data.sources.video import ClipError
-from vemo.io import check_writable, write_json
+from vemo.io import check_writable, tidy_on_failure, write_json
 from vemo.predict.api import Item, expand, load_predictor, predict_item, skip_reason
 from vemo.predict.run import NO_FACE, Predictor, check_window, predict_frames, resolve_device, summarize
 from vemo.predict.stream import webcam_frames
@@ -88,19 +88,20 @@ def run_predict(
     `preprocessing`: face settings given by the user (--set prepare.KEY=VALUE), else the model's own."""
     check_window(window_s, hop_s)
     resolve_device(device)  # before any worker starts or file is written
-    out_dir = check_writable(out)  # before any input is read: a long run never ends in a failed write
-    if webcam is not None:
-        predictor = load_predictor(checkpoint, device, preprocessing)
-        return [_webcam(webcam, predictor, out_dir, (window_s, hop_s, all_faces), max_seconds, log)]
-    items = expand(inputs)
-    names = unique_names([it.path for it in items])
-    targets = annotate_targets(items, names, annotate)
-    outputs = [out_dir / f"{n}.{ext}" for n in [*names, COMBINED] for ext in ("csv", "json", "png", "jsonl")]
-    refuse_overwrite([it.path for it in items], outputs + [t for t in targets if t is not None])
-    jobs = [(it, name, target) for it, name, target in zip(items, names, targets, strict=True)]
-    settings = {"window_s": window_s, "hop_s": hop_s, "all_faces": all_faces, "out": str(out_dir)}
-    results = _run(jobs, (checkpoint, device, preprocessing), settings, workers, progress and workers == 1)
-    return _finish(results, out_dir, log)
+    with tidy_on_failure(out):  # nothing predicted at all: no empty output folder left behind
+        out_dir = check_writable(out)  # before any input is read: a long run never ends in a failed write
+        if webcam is not None:
+            predictor = load_predictor(checkpoint, device, preprocessing)
+            return [_webcam(webcam, predictor, out_dir, (window_s, hop_s, all_faces), max_seconds, log)]
+        items = expand(inputs)
+        names = unique_names([it.path for it in items])
+        targets = annotate_targets(items, names, annotate)
+        outputs = [out_dir / f"{n}.{ext}" for n in [*names, COMBINED] for ext in ("csv", "json", "png", "jsonl")]
+        refuse_overwrite([it.path for it in items], outputs + [t for t in targets if t is not None])
+        jobs = [(it, name, target) for it, name, target in zip(items, names, targets, strict=True)]
+        settings = {"window_s": window_s, "hop_s": hop_s, "all_faces": all_faces, "out": str(out_dir)}
+        results = _run(jobs, (checkpoint, device, preprocessing), settings, workers, progress and workers == 1)
+        return _finish(results, out_dir, log)
 
 
 def _run(jobs: list, model: tuple, settings: dict, workers: int, progress: bool) -> list[dict]:
