@@ -79,6 +79,9 @@ def test_report_quotes_the_run_and_its_ablation(compared):
         assert f"## {section}" in md
     assert html.count("data:image/png;base64,") >= 5  # curves, confusion, compare, robustness, embeddings, ...
     assert "src='" + "confusion.png" not in html  # figures are embedded, not linked
+    z = np.load(run / "embeddings.npz")  # the frame strips: the first test clip of each class, no attention
+    assert sorted(z["truth"][z["strip_index"]].tolist()) == sorted(set(z["truth"].tolist()))  # 6 classes here
+    assert (run / "frames.png").exists() and not (run / "attention.png").exists() and "frames.png" in md
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="no Chromium installed (Debian: apt install chromium)")

@@ -204,22 +204,27 @@ def plot_embeddings(
     _save(fig, png)
 
 
-def plot_attention(frames: np.ndarray, weights: np.ndarray | None, titles: list[str], png: str | Path) -> None:
-    """A strip of frames per clip with, when the model has attention, its weight per frame as a bar."""
+def plot_frame_strips(frames: np.ndarray, weights: np.ndarray | None, titles: list[str], png: str | Path) -> None:
+    """A strip of frames per clip (the T frames the model reads) with, when the model has attention, its
+    weight per frame as a bar under each frame."""
     n, t = frames.shape[:2]
-    fig, axes = _subplots(2 * n, t, figsize=(0.8 * t, 1.9 * n), gridspec_kw={"height_ratios": [3, 1] * n})
+    per_clip = 2 if weights is not None else 1
+    ratios = {"height_ratios": [3, 1] * n} if weights is not None else {}
+    fig, axes = _subplots(
+        per_clip * n, t, figsize=(0.8 * t, (1.9 if weights is not None else 1.25) * n), gridspec_kw=ratios
+    )
     axes = np.atleast_2d(axes)
     for i in range(n):
         for j in range(t):
-            ax = axes[2 * i, j]
+            ax = axes[per_clip * i, j]
             ax.imshow(frames[i, j], cmap="gray", vmin=0, vmax=255)
             ax.axis("off")
-            bar = axes[2 * i + 1, j]
             if weights is not None:
+                bar = axes[per_clip * i + 1, j]
                 bar.bar([0], [weights[i, j]], color="tab:orange")
                 bar.set_ylim(0, float(weights[i].max()) * 1.1 or 1)
-            bar.axis("off")
-        axes[2 * i, 0].set_title(titles[i], fontsize=8, loc="left")
+                bar.axis("off")
+        axes[per_clip * i, 0].set_title(titles[i], fontsize=8, loc="left")
     fig.tight_layout(pad=0.2)
     _save(fig, png)
 

@@ -2,7 +2,7 @@
 
 Built only from the files a run wrote (config.yaml, data.json, train.json, history.csv, metrics.json,
 embeddings.npz, environment.json, and a compare folder's compare.json when there is one): no number
-in it is typed in. Figures the run did not draw itself (t-SNE/PCA, attention strips, misclassified
+in it is typed in. Figures the run did not draw itself (t-SNE/PCA, frame strips, misclassified
 gallery) are drawn here from embeddings.npz.
 """
 
@@ -18,7 +18,7 @@ import yaml
 from vemo.config import upgrade_saved
 from vemo.io import atomic_write, write_text
 from vemo.reporting.document import Block, print_pdf, to_html, to_markdown
-from vemo.reporting.plots import plot_attention, plot_embeddings, plot_gallery
+from vemo.reporting.plots import plot_embeddings, plot_frame_strips, plot_gallery
 
 
 def _read_json(path: Path) -> dict:
@@ -190,7 +190,13 @@ def _results(metrics: dict) -> list[Block]:
                 "p",
                 f"Calibration: softmax temperature {cal['temperature']:.2f}, fitted on the validation split; "
                 f"expected calibration error on this split {cal['ece_uncalibrated']:.3f} at temperature 1, "
-                f"{cal['ece']:.3f} with it.",
+                f"{cal['ece']:.3f} with it."
+                + (
+                    " Here the temperature made it worse: it minimises the validation split's log-loss, which need"
+                    " not lower this split's ECE (a small validation split, e.g. of few actors, makes that likelier)."
+                    if cal["ece"] > cal["ece_uncalibrated"]
+                    else ""
+                ),
             )
         )
         blocks.append(Block("img", [("reliability.png", "reliability diagram: accuracy against confidence")]))
@@ -198,7 +204,8 @@ def _results(metrics: dict) -> list[Block]:
 
 
 def _figures(run: Path) -> list[Block]:
-    """t-SNE/PCA, attention strips and misclassified clips, drawn from embeddings.npz."""
+    """t-SNE/PCA, frame strips (with attention where the model has it) and misclassified clips, drawn
+    from embeddings.npz."""
     path = run / "embeddings.npz"
     if not path.exists():
         return []
@@ -212,17 +219,23 @@ def _figures(run: Path) -> list[Block]:
     attention = z["attention"][idx] if "attention" in z.files else None
     titles = [f"true {labels[z['truth'][i]]}, predicted {labels[z['pred'][i]]}" for i in idx]
     if len(idx):
-        plot_attention(z["strip_frames"], attention, titles, run / "attention.png")
+        name = "attention.png" if attention is not None else "frames.png"
+        plot_frame_strips(z["strip_frames"], attention, titles, run / name)
         figs.append(
-            ("attention.png", "frames of test clips" + (" with attention weights" if attention is not None else ""))
+            (
+                name,
+                "one test clip per class: the frames the model reads"
+                + (", attention below" if attention is not None else ""),
+            )
         )
     if len(z["wrong_index"]):
         wrong = [f"{labels[z['truth'][i]]} -> {labels[z['pred'][i]]}" for i in z["wrong_index"]]
         plot_gallery(z["wrong_frames"], wrong, run / "gallery.png")
         figs.append(("gallery.png", "misclassified clips (middle frame), true -> predicted"))
     caption = (
-        "Embeddings (left: PCA, right: t-SNE), coloured by true class; frame strips"
-        + (" with the attention weight per frame (orange bars)" if attention is not None else "")
+        "Embeddings (left: PCA, right: t-SNE), coloured by true class; the first test clip of each class, its"
+        + " frames as the model reads them"
+        + (", with the attention weight per frame (orange bars)" if attention is not None else "")
         + "; misclassified clips as true -> predicted."
     )
     return [Block("h2", "What the model sees"), Block("img", figs), Block("p", caption)]
