@@ -126,3 +126,44 @@ def test_training_on_a_missing_gpu_is_refused_in_one_line_before_any_work(tmp_pa
     err = capsys.readouterr().err
     assert "device 'cuda' asked for, but this PyTorch" in err and "Traceback" not in err
     assert not out.exists()  # refused before the run folder or any data was touched
+
+
+@pytest.mark.parametrize(
+    "setting,message",
+    [
+        ("model.width=0", "model.width must be at least 1 (got 0)"),
+        ("train.lr=-1", "train.lr must be above 0 (got -1.0)"),
+        ("train.label_smoothing=2", "train.label_smoothing must be at least 0 and at most 1 (got 2.0)"),
+        ("train.noise_std=-1", "train.noise_std must be at least 0 (got -1.0)"),
+    ],
+)
+def test_a_setting_no_run_can_train_with_is_named_before_any_work(setting, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--config", str(REPO / "configs/tiny.yaml"), "--root", str(tmp_path / "none"), "--out", str(out)]
+    assert main([*args, "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_flag_and_a_set_of_the_same_key_and_resume_with_force_are_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--set", f"out={tmp_path / 'other'}"]) == 2
+    assert f"--out and --set out={tmp_path / 'other'} both set out" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # argparse: one or the other
+        main(["train", "--out", str(out), "--resume", "--force"])
+    assert stop.value.code == 2 and "not allowed with argument --resume" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    import vemo.cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vemo.cli, "cmd_train", interrupted)
+    assert main(["train"]) == 130
+    err = capsys.readouterr().err
+    assert (
+        err.strip() == "vemo train: interrupted (the same command with --resume continues from the last finished epoch)"
+    )

@@ -169,3 +169,14 @@ def test_the_report_names_the_runs_own_face_finder_and_frame_size(compared, tmp_
     md = write_report(run, out, pdf=False).read_text()
     assert "Haar" not in md and "no face detection" in md
     assert "40x40 grayscale" in md and "Grayscale 40x40 crops" in md and "48x48" not in md
+
+
+def test_report_refuses_a_compare_folder_without_its_json_and_drops_a_stale_pdf(compared, tmp_path, capsys):
+    out, _ = compared
+    run = tmp_path / "run"
+    shutil.copytree(out / "cnn_ae_lstm-seed0", run)  # a copy: the module's runs stay as they are
+    (run / "report.pdf").write_bytes(b"%PDF-1.4 an earlier report")
+    assert main(["report", str(run), "--compare", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: no compare.json there" in capsys.readouterr().err
+    assert main(["report", str(run), "--no-pdf"]) == 0
+    assert not (run / "report.pdf").exists() and "report.pdf" not in capsys.readouterr().out

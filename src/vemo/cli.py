@@ -33,6 +33,14 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _levels(text: str) -> list[float]:
+    """--levels 0,0.1,0.2 -> [0.0, 0.1, 0.2]; anything else is argparse's usage error naming the flag."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 0,0.1,0.2 (got {text!r})") from None
+
+
 def _config(args: argparse.Namespace):
     shortcuts = {
         "dataset": "prepare.dataset",
@@ -42,8 +50,13 @@ def _config(args: argparse.Namespace):
         "epochs": "train.epochs",
         "encoder": "model.encoder",
     }
-    extra = [f"{key}={getattr(args, name)}" for name, key in shortcuts.items() if getattr(args, name, None) is not None]
-    return load_config(args.config, [*extra, *args.overrides])
+    given = {name: key for name, key in shortcuts.items() if getattr(args, name, None) is not None}
+    for item in args.overrides:  # `--out A --set out=B`: which one was meant? Refused rather than guessed
+        key = item.partition("=")[0].strip()
+        flag = next((name for name, k in given.items() if k == key), None)
+        if flag is not None:
+            raise ValueError(f"--{flag} and --set {item} both set {key}; give one of them")
+    return load_config(args.config, [*(f"{key}={getattr(args, name)}" for name, key in given.items()), *args.overrides])
 
 
 def cmd_synth(args) -> None:
@@ -79,7 +92,7 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from vemo.evaluation.evaluate import evaluate_command, user_data_choice
 
-    levels = [float(v) for v in args.levels.split(",")] if args.levels else None
+    levels = args.levels
     flags = [f"prepare.{name}" for name in ("dataset", "root") if getattr(args, name) is not None]
     given, honour = user_data_choice(flags, args.overrides, args.config)
     evaluate_command(
@@ -240,12 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help="frame encoder (small_cnn, resnet)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--out", help="run folder (default runs/demo)")
-    p.add_argument(
+    again = p.add_mutually_exclusive_group()  # continue the run in OUT, or replace it: not both
+    again.add_argument(
         "--resume",
         action="store_true",
         help="continue an interrupted run from OUT/last.pt (same config); starts fresh if there is none",
     )
-    p.add_argument("--force", action="store_true", help="replace the run already in OUT (its files are deleted first)")
+    again.add_argument(
+        "--force", action="store_true", help="replace the run already in OUT (its files are deleted first)"
+    )
     p.add_argument(
         "--no-test",
         action="store_true",
@@ -271,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--perturb", nargs="+", choices=["noise", "blur", "occlusion"], help="also measure accuracy under these"
     )
-    p.add_argument("--levels", help="comma-separated levels for one --perturb kind (default: a range per kind)")
+    p.add_argument(
+        "--levels", type=_levels, help="comma-separated levels for one --perturb kind (default: a range per kind)"
+    )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
@@ -407,7 +425,14 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{err.filename}: " if err.filename else ""
         print(f"vemo {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; files are written whole or not at all
+        resume = " (the same command with --resume continues from the last finished epoch)"
+        print(f"\nvemo {args.command}: interrupted{resume if args.command in RESUMABLE else ''}", file=sys.stderr)
+        return 130
     return 0
+
+
+RESUMABLE = ("train",)  # the commands with --resume
 
 
 if __name__ == "__main__":

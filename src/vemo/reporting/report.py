@@ -368,7 +368,10 @@ def _provenance(env: dict) -> list[Block]:
 
 
 def find_compare(run: Path, compare_dir: str | Path | None) -> tuple[dict, Path]:
-    """compare.json from `compare_dir`, the run folder, or its parent (a run inside a compare folder)."""
+    """compare.json from `compare_dir`, the run folder, or its parent (a run inside a compare folder).
+    A `compare_dir` given without one is refused: the report would silently lack the ablation asked for."""
+    if compare_dir and not (Path(compare_dir) / "compare.json").is_file():
+        raise FileNotFoundError(f"{compare_dir}: no compare.json there (give the folder `vemo compare --out` wrote)")
     for d in [Path(compare_dir)] if compare_dir else [run, run.parent]:
         if (d / "compare.json").exists():
             return _read_json(d / "compare.json"), d
@@ -419,4 +422,6 @@ def write_report(run_dir: str | Path, compare_dir: str | Path | None = None, pdf
     write_text(run / "report.html", to_html(blocks, run, title))
     if pdf:
         print_pdf(run / "report.html", run / "report.pdf")
+    else:
+        (run / "report.pdf").unlink(missing_ok=True)  # an earlier report's PDF would no longer match the rest
     return run / "report.md"

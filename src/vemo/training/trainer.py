@@ -44,14 +44,54 @@ NEUTRAL = "neutral"  # the label whose stills give other sequences their onset (
 CPU = torch.device("cpu")
 
 
+# (section, key) -> (lowest, highest, whether the lowest itself is allowed): what a run can train with
+RANGES = {
+    ("train", "epochs"): (1, None, True),
+    ("train", "patience"): (1, None, True),
+    ("train", "batch_size"): (1, None, True),
+    ("train", "pretrain_epochs"): (0, None, True),
+    ("train", "pretrain_batch_size"): (1, None, True),
+    ("train", "recon_frames"): (1, None, True),
+    ("train", "lr"): (0, None, False),
+    ("train", "pretrain_lr"): (0, None, False),
+    ("train", "weight_decay"): (0, None, True),
+    ("train", "label_smoothing"): (0, 1, True),
+    ("train", "recon_weight"): (0, None, True),
+    ("train", "noise_std"): (0, None, True),
+    ("train", "max_minutes"): (0, None, True),
+    ("train", "aug_shift"): (0, 1, True),
+    ("train", "aug_rotate"): (0, 180, True),
+    ("train", "aug_scale"): (0, 1, True),
+    ("train", "aug_erase"): (0, 1, True),
+    ("model", "width"): (1, None, True),
+    ("model", "feature_dim"): (1, None, True),
+    ("model", "bottleneck_dim"): (1, None, True),
+    ("model", "hidden"): (1, None, True),
+    ("model", "lstm_layers"): (1, None, True),
+    ("model", "dropout"): (0, 1, True),
+    ("prepare", "frames"): (1, None, True),
+    ("prepare", "size"): (8, None, True),
+}
+
+
+def check_ranges(cfg: Config) -> None:
+    """Refuse a number no run can train with, naming the key and the value (label_smoothing 2, width 0, a
+    negative learning rate): found here, before any data is read, not by torch minutes later."""
+    for (section, key), (low, high, low_ok) in RANGES.items():
+        value = getattr(getattr(cfg, section), key)
+        if value < low or (value == low and not low_ok) or (high is not None and value > high):
+            bound = f"at least {low}" if low_ok else f"above {low}"
+            bound += f" and at most {high}" if high is not None else ""
+            raise ValueError(f"{section}.{key} must be {bound} (got {value})")
+
+
 def check_train_config(cfg: Config) -> None:
     """Refuse settings training cannot run with, in one line each; `vemo train` calls this before it
     touches the run folder or the data, and `train` again for callers of the library."""
     t = cfg.train
     if t.device != "auto":
         resolve_device(t.device)  # a GPU asked for but missing: a clear line, not CUDA's assertion later
-    if t.epochs < 1 or t.patience < 1 or t.batch_size < 1:
-        raise ValueError("train.epochs, train.patience and train.batch_size must be at least 1")
+    check_ranges(cfg)
     if t.pretrain_schedule not in ("constant", "onecycle", "cosine"):
         raise ValueError(f"train.pretrain_schedule must be constant, onecycle or cosine, not {t.pretrain_schedule!r}")
     if t.pretrain_optimizer not in ("adamw", "sgd"):
