@@ -47,14 +47,11 @@ def member_probs(name: str, prepared: Prepared, x: torch.Tensor, split: str, kee
 
 
 def seen_in_training(prepared: Prepared, split: str) -> torch.Tensor:
-    """(N,) bool over the split's items: True where the item's pixels equal a training item's."""
-    items = prepared.items
-    keep = np.array([it["split"] in ("train", split) for it in items])
-    idx = np.flatnonzero(keep)
-    splits = [items[i]["split"] for i in idx]
-    dups = cross_split_duplicates(splits, prepared.frames()[idx])
-    in_split = [k for k, s in enumerate(splits) if s == split]
-    return torch.tensor([k in dups for k in in_split], dtype=torch.bool)
+    """(N,) bool over the split's items, in `load_split`'s order: True where the item's pixels equal a
+    training item's."""
+    train, items = prepared.indices("train"), prepared.indices(split)
+    dups = cross_split_duplicates(["train"] * len(train) + [split] * len(items), prepared.frames()[np.r_[train, items]])
+    return torch.tensor([len(train) + k in dups for k in range(len(items))], dtype=torch.bool)
 
 
 def scores(probs: torch.Tensor, y: torch.Tensor, unseen: torch.Tensor | None = None) -> str:

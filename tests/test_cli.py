@@ -135,6 +135,8 @@ def test_training_on_a_missing_gpu_is_refused_in_one_line_before_any_work(tmp_pa
         ("train.lr=-1", "train.lr must be above 0 (got -1.0)"),
         ("train.label_smoothing=2", "train.label_smoothing must be at least 0 and at most 1 (got 2.0)"),
         ("train.noise_std=-1", "train.noise_std must be at least 0 (got -1.0)"),
+        ("train.lr=.nan", "train.lr must be above 0 (got nan)"),
+        ("train.pretrain_from=1", "train.pretrain_from must be at least 0 and below 1 (got 1.0)"),
     ],
 )
 def test_a_setting_no_run_can_train_with_is_named_before_any_work(setting, message, tmp_path, capsys):
@@ -149,6 +151,10 @@ def test_a_flag_and_a_set_of_the_same_key_and_resume_with_force_are_refused(tmp_
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--set", f"out={tmp_path / 'other'}"]) == 2
     assert f"--out and --set out={tmp_path / 'other'} both set out" in capsys.readouterr().err
+    from vemo.cli import _config, build_parser
+
+    args = build_parser().parse_args(["compare", "--set", f"out={tmp_path / 'cmp'}"])
+    assert _config(args).out == str(tmp_path / "cmp")  # compare's --out not given: its default is no conflict
     with pytest.raises(SystemExit) as stop:  # argparse: one or the other
         main(["train", "--out", str(out), "--resume", "--force"])
     assert stop.value.code == 2 and "not allowed with argument --resume" in capsys.readouterr().err

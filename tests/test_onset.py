@@ -100,5 +100,5 @@ def test_onset_is_refused_for_clips_and_out_of_range(tiny_synth, tmp_path):
     with pytest.raises(ValueError, match="train.onset .* stills dataset"):
         trainer.train(cfg, prepared, tmp_path / "run", progress=False, log=lambda *_: None)
     cfg.train.onset = 1.5
-    with pytest.raises(ValueError, match=r"train.onset is a probability"):
+    with pytest.raises(ValueError, match=r"train.onset must be at least 0 and at most 1 \(got 1.5\)"):
         trainer.train(cfg, prepared, tmp_path / "run2", progress=False, log=lambda *_: None)

@@ -346,9 +346,13 @@ def test_evaluate_refuses_a_misfit_checkpoint_first_naming_it_and_leaves_no_fold
             "cannot build (unknown model 'nonexistent'" in line
         )
     nothing.mkdir()  # a good checkpoint, unusable data: refused after --out was made, which goes again
-    line = _one_line_error(capsys, main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", "folder",
-                                         "--root", str(nothing), "--out", str(out)]))  # fmt: skip
-    assert str(nothing) in line and not out.exists()
+    deep = tmp_path / "new" / "eval"  # with the parent made for it, and nothing that was there before
+    (tmp_path / "keep").mkdir()
+    for where in (out, deep, tmp_path / "keep"):
+        line = _one_line_error(capsys, main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", "folder",
+                                             "--root", str(nothing), "--out", str(where)]))  # fmt: skip
+        assert str(nothing) in line
+    assert not out.exists() and not (tmp_path / "new").exists() and (tmp_path / "keep").is_dir()
 
 
 # 15. leftovers of killed processes, and `vemo report` outside a run

@@ -246,7 +246,7 @@ class Checkpoint:
         try:
             model.load_state_dict(self.weights)
         except RuntimeError as err:
-            why = _misfit(model.state_dict(), self.weights)
+            why = _misfit(model.state_dict(), self.weights) or _first_line(err)
             raise CheckpointError(
                 f"{where}: its weights do not fit the {self.model_name!r} architecture it names, "
                 f"with {len(self.labels)} classes ({why})"
@@ -300,14 +300,18 @@ def _misfit(own: Mapping[str, torch.Tensor], weights: Mapping[str, Any]) -> str:
         parts.append(f"{len(shapes)} of another shape, e.g. {k}: {file_shape} in the file, {tuple(own[k].shape)} here")
     elif missing or unexpected:
         parts.append(f"e.g. {(missing or unexpected)[0]}")
-    return "; ".join(parts) or "see the log"
+    return "; ".join(parts)  # empty when names and shapes all match
 
 
 def _unpickling_detail(err: Exception) -> str:
     """The line of torch's weights-only refusal that says what it met (torch's advice to load the file
     unsafely is left out: vemo never does)."""
-    found = re.search(r"(Trying to load unsupported GLOBAL[^\n]*|Unsupported [^\n]*)", str(err))
-    return found.group(1).strip().rstrip(".") if found else _first_line(err)
+    text = str(err)
+    if found := re.search(r"GLOBAL (\S+)", text):
+        return f"GLOBAL {found.group(1)}"
+    if found := re.search(r"Unsupported operand \S+", text):
+        return found.group(0)
+    return _first_line(err)
 
 
 def _member(data: Any, where: Any) -> Member:

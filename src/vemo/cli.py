@@ -33,6 +33,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+RESUMABLE = ("train",)  # the commands with --resume, named when Ctrl-C stops one
+
+
 def _levels(text: str) -> list[float]:
     """--levels 0,0.1,0.2 -> [0.0, 0.1, 0.2]; anything else is argparse's usage error naming the flag."""
     try:
@@ -201,7 +204,8 @@ def cmd_export(args) -> None:
 def cmd_compare(args) -> None:
     from vemo.experiments import run_compare
 
-    run_compare(_config(args), args.data, Path(args.out), args.models, args.seeds, progress=not args.quiet)
+    cfg = _config(args)
+    run_compare(cfg, args.data, Path(args.out or "runs/compare"), args.models, args.seeds, progress=not args.quiet)
 
 
 def cmd_demo(args) -> None:
@@ -383,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="a prepared cache folder (skips prepare)")
     p.add_argument("--models", nargs="+", help="variants (default: cnn_lstm cnn_ae_lstm; also cnn_ae_lstm_attn, c3d)")
     p.add_argument("--seeds", nargs="+", type=int, help="training seeds (default: 0 1 2)")
-    p.add_argument("--out", default="runs/compare")
+    p.add_argument("--out", help="folder for the runs and the comparison (default runs/compare)")
     _common(p)
     p.set_defaults(func=cmd_compare)
 
@@ -430,9 +434,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nvemo {args.command}: interrupted{resume if args.command in RESUMABLE else ''}", file=sys.stderr)
         return 130
     return 0
-
-
-RESUMABLE = ("train",)  # the commands with --resume
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def folder_lock(folder: str | Path, command: str, log=print) -> Iterator[Path]:
     next command takes it over.
     """
     folder = Path(folder)
-    created = not folder.exists()
+    created = _first_missing(folder)
     check_writable(folder)
     path = folder / LOCK_NAME
     for _ in range(20):
@@ -188,8 +188,7 @@ def folder_lock(folder: str | Path, command: str, log=print) -> Iterator[Path]:
     finally:
         path.unlink(missing_ok=True)  # while still locked, so no one else can be holding this file
         os.close(fd)
-        if created:
-            _remove_if_empty(folder)  # a command that failed before writing anything leaves no empty folder
+        _remove_if_empty(folder, created)  # a command that failed before writing anything leaves no empty folder
 
 
 @contextmanager
@@ -197,15 +196,31 @@ def tidy_on_failure(folder: str | Path) -> Iterator[None]:
     """Remove `folder` again, if this block created it and fails leaving it empty (a command refused
     late, e.g. on unusable data, leaves no empty output folder behind)."""
     folder = Path(folder)
-    created = not folder.exists()
+    created = _first_missing(folder)
     try:
         yield
     except BaseException:
-        if created:
-            _remove_if_empty(folder)
+        _remove_if_empty(folder, created)
         raise
 
 
-def _remove_if_empty(folder: Path) -> None:
-    with suppress(OSError):
-        folder.rmdir()  # only an empty folder goes
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost of `folder` and its parents that does not exist yet (what making it will create)."""
+    missing = None
+    for p in (folder, *folder.parents):
+        if p.exists() or p.is_symlink():
+            break
+        missing = p
+    return missing
+
+
+def _remove_if_empty(folder: Path, created: Path | None) -> None:
+    """Remove `folder` and its parents up to `created` (the outermost one made for it), each only if
+    empty; nothing when nothing was created."""
+    if created is None:
+        return
+    for p in (folder, *folder.parents):
+        with suppress(OSError):
+            p.rmdir()  # only an empty folder goes
+        if p == created or p.exists():
+            return

@@ -204,13 +204,13 @@ def _write_figures(out: Path, metrics: dict, labels: list[str], split: str, n_cl
     )
 
 
-def _write_embeddings(path: Path, p: dict, gallery: int = 12, strips: int = 6) -> None:
+def _write_embeddings(path: Path, p: dict, gallery: int = 12) -> None:
     """Embeddings and predictions of every clip, plus frames of a few clips for the report's figures:
     the middle frame of up to `gallery` misclassified clips and all frames of one clip per class (the
-    first of each, up to `strips`: clips are stored by class, so the first few would all share one)."""
+    first of each: clips are stored by class, so the first few clips would all share one)."""
     pred = p["probs"].argmax(1)
     wrong = np.flatnonzero(pred != p["truth"])[:gallery]
-    strip_idx = np.sort(np.unique(np.asarray(p["truth"]), return_index=True)[1])[:strips]
+    strip_idx = np.sort(np.unique(np.asarray(p["truth"]), return_index=True)[1])
     x = p["x"].numpy()
     arrays = {
         "embedding": p["embedding"],

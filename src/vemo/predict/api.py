@@ -21,7 +21,7 @@ import numpy as np
 from vemo.data.sources.fer2013 import load_still
 from vemo.data.sources.formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from vemo.data.sources.video import ClipError, unexpected
-from vemo.predict.run import CLIP, Predictor, check_window, predict_frames, predict_image, predict_video
+from vemo.predict.run import CLIP, PARTIAL, Predictor, check_window, predict_frames, predict_image, predict_video
 from vemo.predict.stream import Frame
 from vemo.predict.table import records, to_frame
 
@@ -175,7 +175,7 @@ def predict(
             skipped.append((item.name, reason))
             continue
         if "truncated" in facts:
-            log.warning("%s: %s (its windows cover only the frames that decoded)", item.name, facts["truncated"])
+            log.warning("%s: %s (%s)", item.name, facts["truncated"], PARTIAL)
             truncated.append((item.name, facts["truncated"]))
         recs += records(rows, predictor.labels, item.name)
     if not recs:

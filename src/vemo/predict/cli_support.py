@@ -16,7 +16,7 @@ from pathlib import Path
 from vemo.data.sources.video import ClipError
 from vemo.io import check_writable, tidy_on_failure, write_json
 from vemo.predict.api import Item, expand, load_predictor, predict_item, skip_reason
-from vemo.predict.run import NO_FACE, Predictor, check_window, predict_frames, resolve_device, summarize
+from vemo.predict.run import NO_FACE, PARTIAL, Predictor, check_window, predict_frames, resolve_device, summarize
 from vemo.predict.stream import webcam_frames
 from vemo.predict.table import records, write_csv, write_jsonl
 
@@ -150,7 +150,7 @@ def _one(job: tuple[Item, str, Path | None], predictor: Predictor, settings: dic
 
         plot_timeline(rows, predictor.labels, out / f"{name}.png", title=item.path.name)
     done = {"source": item.name, "name": name, "records": recs, "labels": predictor.labels, "summary": summarize(rows)}
-    return {**done, "warning": facts["truncated"]} if "truncated" in facts else done
+    return {**done, "truncated": facts["truncated"]} if "truncated" in facts else done
 
 
 def _finish(results: list[dict], out_dir: Path, log) -> list[dict]:
@@ -163,8 +163,8 @@ def _finish(results: list[dict], out_dir: Path, log) -> list[dict]:
         s = r["summary"]
         counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items())
         log(f"{r['source']}: {s['majority']} ({s['windows']} windows: {counts})")
-        if "warning" in r:
-            log(f"warning: {r['source']}: {r['warning']} (its windows cover only the frames that decoded)")
+        if "truncated" in r:
+            log(f"warning: {r['source']}: {r['truncated']} ({PARTIAL})")
     if not done:
         raise ClipError("nothing could be predicted: " + "; ".join(f"{r['source']}: {r['skipped']}" for r in results))
     recs = [rec for r in done for rec in r["records"]]

@@ -31,6 +31,7 @@ from vemo.predict.stream import FaceWindows, Frame, video_fps, video_frames
 from vemo.training.distributed import resolve_device
 
 NO_FACE = "no-face"
+PARTIAL = "its windows cover only the frames that decoded"  # said of a truncated video's result
 DIGITS = 6  # probabilities are rounded to 1e-6: exact enough to compare runtimes, short in CSV/JSON
 CLIP = "clip"  # window="clip": the whole clip as one window, sampled as `vemo evaluate` samples it
 WINDOW_HELP = {"window": " or 'clip'", "hop": ""}

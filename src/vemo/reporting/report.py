@@ -420,8 +420,6 @@ def write_report(run_dir: str | Path, compare_dir: str | Path | None = None, pdf
     title, blocks = build(run, compare_dir)
     write_text(run / "report.md", to_markdown(blocks))
     write_text(run / "report.html", to_html(blocks, run, title))
-    if pdf:
-        print_pdf(run / "report.html", run / "report.pdf")
-    else:
+    if not (pdf and print_pdf(run / "report.html", run / "report.pdf")):
         (run / "report.pdf").unlink(missing_ok=True)  # an earlier report's PDF would no longer match the rest
     return run / "report.md"

@@ -44,44 +44,52 @@ NEUTRAL = "neutral"  # the label whose stills give other sequences their onset (
 CPU = torch.device("cpu")
 
 
-# (section, key) -> (lowest, highest, whether the lowest itself is allowed): what a run can train with
+# (section, key) -> (lowest, highest or None, whether each bound itself is allowed): what a run can train with
 RANGES = {
-    ("train", "epochs"): (1, None, True),
-    ("train", "patience"): (1, None, True),
-    ("train", "batch_size"): (1, None, True),
-    ("train", "pretrain_epochs"): (0, None, True),
-    ("train", "pretrain_batch_size"): (1, None, True),
-    ("train", "recon_frames"): (1, None, True),
-    ("train", "lr"): (0, None, False),
-    ("train", "pretrain_lr"): (0, None, False),
-    ("train", "weight_decay"): (0, None, True),
-    ("train", "label_smoothing"): (0, 1, True),
-    ("train", "recon_weight"): (0, None, True),
-    ("train", "noise_std"): (0, None, True),
-    ("train", "max_minutes"): (0, None, True),
-    ("train", "aug_shift"): (0, 1, True),
-    ("train", "aug_rotate"): (0, 180, True),
-    ("train", "aug_scale"): (0, 1, True),
-    ("train", "aug_erase"): (0, 1, True),
-    ("model", "width"): (1, None, True),
-    ("model", "feature_dim"): (1, None, True),
-    ("model", "bottleneck_dim"): (1, None, True),
-    ("model", "hidden"): (1, None, True),
-    ("model", "lstm_layers"): (1, None, True),
-    ("model", "dropout"): (0, 1, True),
-    ("prepare", "frames"): (1, None, True),
-    ("prepare", "size"): (8, None, True),
+    ("train", "epochs"): (1, None, "[]"),
+    ("train", "patience"): (1, None, "[]"),
+    ("train", "batch_size"): (1, None, "[]"),
+    ("train", "pretrain_epochs"): (0, None, "[]"),
+    ("train", "pretrain_batch_size"): (1, None, "[]"),
+    ("train", "pretrain_frames"): (1, None, "[]"),
+    ("train", "pretrain_from"): (0, 1, "[)"),
+    ("train", "recon_frames"): (1, None, "[]"),
+    ("train", "recon_fraction"): (0, 1, "(]"),
+    ("train", "lr"): (0, None, "(]"),
+    ("train", "pretrain_lr"): (0, None, "(]"),
+    ("train", "weight_decay"): (0, None, "[]"),
+    ("train", "label_smoothing"): (0, 1, "[]"),
+    ("train", "recon_weight"): (0, None, "[]"),
+    ("train", "noise_std"): (0, None, "[]"),
+    ("train", "max_minutes"): (0, None, "[]"),
+    ("train", "aug_shift"): (0, 1, "[]"),
+    ("train", "aug_rotate"): (0, 180, "[]"),
+    ("train", "aug_scale"): (0, 1, "[]"),
+    ("train", "aug_erase"): (0, 1, "[]"),
+    ("train", "onset"): (0, 1, "[]"),
+    ("model", "width"): (1, None, "[]"),
+    ("model", "input_pool"): (1, None, "[]"),
+    ("model", "feature_dim"): (1, None, "[]"),
+    ("model", "bottleneck_dim"): (1, None, "[]"),
+    ("model", "hidden"): (1, None, "[]"),
+    ("model", "lstm_layers"): (1, None, "[]"),
+    ("model", "dropout"): (0, 1, "[]"),
+    ("prepare", "frames"): (1, None, "[]"),
+    ("prepare", "size"): (8, None, "[]"),
 }
 
 
 def check_ranges(cfg: Config) -> None:
     """Refuse a number no run can train with, naming the key and the value (label_smoothing 2, width 0, a
-    negative learning rate): found here, before any data is read, not by torch minutes later."""
-    for (section, key), (low, high, low_ok) in RANGES.items():
+    negative or NaN learning rate): found here, before any data is read, not by torch minutes later."""
+    for (section, key), (low, high, bounds) in RANGES.items():
         value = getattr(getattr(cfg, section), key)
-        if value < low or (value == low and not low_ok) or (high is not None and value > high):
-            bound = f"at least {low}" if low_ok else f"above {low}"
-            bound += f" and at most {high}" if high is not None else ""
+        above = value >= low if bounds[0] == "[" else value > low  # False for NaN, as it should be
+        below = high is None or (value <= high if bounds[1] == "]" else value < high)
+        if isinstance(value, bool) or not (above and below):
+            bound = f"at least {low}" if bounds[0] == "[" else f"above {low}"
+            if high is not None:
+                bound += f" and at most {high}" if bounds[1] == "]" else f" and below {high}"
             raise ValueError(f"{section}.{key} must be {bound} (got {value})")
 
 
@@ -96,12 +104,6 @@ def check_train_config(cfg: Config) -> None:
         raise ValueError(f"train.pretrain_schedule must be constant, onecycle or cosine, not {t.pretrain_schedule!r}")
     if t.pretrain_optimizer not in ("adamw", "sgd"):
         raise ValueError(f"train.pretrain_optimizer must be 'adamw' or 'sgd', not {t.pretrain_optimizer!r}")
-    if not 0.0 < t.recon_fraction <= 1.0:
-        raise ValueError("train.recon_fraction must be in (0, 1]")
-    if not 0.0 <= t.onset <= 1.0:
-        raise ValueError(f"train.onset is a probability, in [0, 1] (got {t.onset})")
-    if not 0.0 <= t.pretrain_from < 1.0 or t.pretrain_frames < 1:
-        raise ValueError("train.pretrain_from must be in [0, 1) and train.pretrain_frames at least 1")
 
 
 def seed_everything(seed: int) -> torch.Generator:
