@@ -81,6 +81,13 @@ def test_numpy_frames_and_images(predictor, inputs):
     assert np.abs(one[P_COLUMNS].to_numpy() - png[P_COLUMNS].to_numpy()).max() < 0.01
     with pytest.raises(ValueError, match="uint8"):
         vemo.predict(frames.astype(np.float32) / 255, checkpoint=predictor)
+    gray_frames = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
+    channel = vemo.predict(gray_frames[..., None], checkpoint=predictor, fps=15)  # (T, H, W, 1): one channel
+    assert np.abs(channel[P_COLUMNS].to_numpy() - gray[P_COLUMNS].to_numpy()).max() < 1e-6
+    still = vemo.predict(gray_frames[20][..., None], checkpoint=predictor)  # (H, W, 1): an image
+    assert len(still) == 1 and still.loc[0, "label"] == one.loc[0, "label"]
+    with pytest.raises(ValueError, match=r"frames must be \(T, H, W\) or \(T, H, W, 1\|3\|4\)"):
+        vemo.predict(np.zeros((10, 48, 48, 2), np.uint8), checkpoint=predictor)
 
 
 def test_quiet_and_writes_nothing(predictor, inputs, tmp_path, monkeypatch, capsys):

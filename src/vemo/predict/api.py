@@ -140,8 +140,8 @@ def predict(
     """Emotions in videos, images or frames as a pandas DataFrame, one row per window per face.
 
     source: a video or image file, a folder (its videos and images, recursively), a list of these, or
-        frames as a numpy uint8 array (T, H, W) or (T, H, W, 3) RGB (one frame, (H, W) or (H, W, 3),
-        is an image); `fps` gives an array's frame rate.
+        frames as a numpy uint8 array (T, H, W), (T, H, W, 1) or (T, H, W, 3) RGB (one frame, (H, W),
+        (H, W, 1) or (H, W, 3), is an image); `fps` gives an array's frame rate.
     checkpoint: "default" (the shipped FER2013 model), a .pt from `vemo train`, or a loaded `Predictor`.
     window, hop: seconds per classified window and between window starts (videos and arrays);
         window="clip": one row per video, its frames sampled exactly as `vemo evaluate` samples a clip.
@@ -197,28 +197,34 @@ def skip_reason(err: Exception, item: Item, alone: bool = False) -> str:
     return str(err if foreseen else unexpected(err))
 
 
+CHANNELS = (1, 3, 4)  # a last axis of this size is a frame's channels (gray, RGB, RGBA), never its width
+
+
 def _array_is_image(a: np.ndarray) -> bool:
-    """(H, W) and (H, W, 3|4) are one image; (1, H, W[, C]) is one frame, also an image."""
-    return a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4)) or (a.ndim in (3, 4) and len(a) == 1)
+    """(H, W) and (H, W, 1|3|4) are one image; (1, H, W[, C]) is one frame, also an image."""
+    return a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in CHANNELS) or (a.ndim in (3, 4) and len(a) == 1)
 
 
 def _gray(a: np.ndarray) -> np.ndarray:
-    """One frame (H, W), (H, W, 3|4) RGB(A) or (1, ...) as (H, W) uint8 grayscale."""
+    """One frame (H, W), (H, W, 1), (H, W, 3|4) RGB(A) or any of these as (1, ...), as (H, W) uint8 gray."""
     if a.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (got {a.dtype}); for floats in [0, 1] pass (a * 255).astype('uint8')")
-    if a.ndim == 4 or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+    shape = a.shape
+    if a.ndim == 4 or (a.ndim == 3 and a.shape[-1] not in CHANNELS and len(a) == 1):
         a = a[0]  # a (1, H, W[, C]) "video" of one frame
-    if a.ndim == 3:
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    elif a.ndim == 3 and a.shape[-1] in CHANNELS:
         return cv2.cvtColor(np.ascontiguousarray(a[..., :3]), cv2.COLOR_RGB2GRAY)
     if a.ndim != 2:
-        raise ValueError(f"a frame must be (H, W) or (H, W, 3), got shape {a.shape}")
+        raise ValueError(f"a frame must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {shape}")
     return np.ascontiguousarray(a)
 
 
 def array_frames(a: np.ndarray, fps: float = 30.0) -> Iterator[Frame]:
-    """(T, H, W) or (T, H, W, 3) uint8 frames as a stream at `fps` frames per second."""
-    if a.ndim not in (3, 4):
-        raise ValueError(f"frames must be (T, H, W) or (T, H, W, 3), got shape {a.shape}")
+    """(T, H, W) or (T, H, W, 1|3|4) uint8 frames as a stream at `fps` frames per second."""
+    if a.ndim not in (3, 4) or (a.ndim == 4 and a.shape[-1] not in CHANNELS):
+        raise ValueError(f"frames must be (T, H, W) or (T, H, W, 1|3|4), got shape {a.shape}")
     if not fps > 0:
         raise ValueError(f"fps must be positive (got {fps})")
     for i, f in enumerate(a):
