@@ -63,3 +63,10 @@ def test_onnx_equals_vemo_predict_on_the_same_face_crops(tmp_path):
     got = session(export_onnx(ckpt, tmp_path / "m.onnx")).run(None, {"clips": np.concatenate(seen).astype(np.float32)})
     want = ok[[f"p_{lab}" for lab in predictor.labels]].to_numpy()
     assert np.abs(got[0] - want).max() < 1e-4
+
+
+def test_an_output_that_is_a_folder_is_named_as_such(tmp_path):
+    from vemo.export import ExportError
+
+    with pytest.raises(ExportError, match=f"{tmp_path}: is a folder; give the file to write"):
+        export_onnx(save_tiny_checkpoint(tmp_path / "m.pt"), tmp_path)

@@ -153,6 +153,14 @@ def test_a_broken_image_is_422(client, face_frames):
     assert r.status_code == 422 and r.json()["error"] == "unreadable"
 
 
+def test_a_truncated_video_is_422_truncated_and_a_bad_parameter_400(client, face_frames, tmp_path, clip):
+    whole = write_video(tmp_path / "w.flv", list(face_frames) * 2, fps=15, codec="flv").read_bytes()
+    r = post(client, whole[: len(whole) * 4 // 100], name="cut.flv")  # a partial copy: one frame of 120 decodes
+    assert r.status_code == 422 and r.json()["error"] == "truncated" and "1 of the 120 frames" in r.json()["detail"]
+    r = post(client, clip, url="/api/predict?annotate=maybe")
+    assert r.status_code == 400 and r.json()["error"] == "bad_request" and "annotate" in r.json()["detail"]
+
+
 def test_no_face_is_422_in_plain_words(client, tmp_path):
     wall = write_video(tmp_path / "wall.mp4", [np.full((120, 160), 90, np.uint8)] * 40, fps=15).read_bytes()
     r = post(client, wall)
@@ -269,7 +277,7 @@ def test_no_request_parameter_can_name_a_server_path(client, clip):
     assert job_param["schema"]["pattern"] == "^[0-9a-f]{32}$"
     for bad in ["..%2F..%2Fetc%2Fpasswd", "../../etc/passwd", "%2Fetc%2Fpasswd", "0" * 31 + "g", "0" * 32]:
         r = client.get(f"/api/jobs/{bad}/windows.csv")
-        assert r.status_code in (404, 422) and "root:" not in r.text
+        assert r.status_code in (400, 404) and "root:" not in r.text
     assert client.get("/static/../app.py").status_code == 404
     r = post(client, clip, name="../../escaped.mp4")
     root = client.app.state.server.root

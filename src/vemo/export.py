@@ -52,6 +52,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 18) -> Pat
         import onnx
     except ImportError:
         raise ExportError("ONNX export needs the `onnx` package: pip install 'vemo[export]'") from None
+    if Path(out).is_dir():
+        raise ExportError(f"{out}: is a folder; give the file to write, e.g. {Path(out) / 'model.onnx'}")
     check_writable(Path(out).parent)  # before the model is loaded and traced
     ckpt = load_checkpoint(checkpoint)
     temperature = ckpt.temperature

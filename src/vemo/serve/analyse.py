@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 
+from vemo.data.sources.video import ClipError, truncation_reason
 from vemo.predict.annotate import annotated_video
 from vemo.predict.run import NO_FACE, Predictor, predict_frames, predict_image, summarize
 from vemo.predict.stream import Frame, video_frames
@@ -74,11 +75,27 @@ def _predict_video(
     report: Callable[[float], None],
 ) -> list[dict]:
     """`predict_video`, with the frames passed through the server's limits on their way in."""
+    stream: dict = {}
     with annotated_video(annotated, fps=media.fps) as writer:
-        frames = _guarded(video_frames(path, want_rgb=writer is not None), limits, media.frames, report)
-        return predict_frames(
-            frames, predictor, limits.window_s, limits.hop_s, on_frame=writer.write if writer else None
-        )
+        frames = _guarded(video_frames(path, want_rgb=writer is not None, facts=stream), limits, media.frames, report)
+        try:
+            return predict_frames(
+                _counted(frames, stream), predictor, limits.window_s, limits.hop_s,
+                on_frame=writer.write if writer else None,
+            )  # fmt: skip
+        except ClipError as err:  # too few frames because the file ends early: say that, as `vemo predict` does
+            why = truncation_reason(stream.get("decoded", 0), stream) if err.kind in ("too-short", "empty") else None
+            if why is None:
+                raise
+            raise ClipError(why, "truncated") from err
+
+
+def _counted(frames: Iterable[Frame], facts: dict) -> Iterator[Frame]:
+    """The frames, counted into facts["decoded"] as they pass (for `truncation_reason`)."""
+    facts["decoded"] = 0
+    for frame in frames:
+        facts["decoded"] += 1
+        yield frame
 
 
 def _guarded(

@@ -250,7 +250,7 @@ async def _serve_error(request: Request, err: ServeError) -> JSONResponse:
 
 async def _validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
     where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
-    return JSONResponse({"error": "bad_request", "detail": where}, 422)
+    return JSONResponse({"error": "bad_request", "detail": where}, 400)  # the request's own fault, as README says
 
 
 async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:

@@ -16,7 +16,7 @@ import av
 import cv2
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from vemo.serve.errors import ServeError, too_large, too_long
 
@@ -105,6 +105,8 @@ async def receive_upload(request: Request, folder: Path, limit: int) -> Path:
         parser.finalize()
     except MultipartParseError as err:
         raise ServeError(400, "bad_request", f"malformed multipart body: {err}") from err
+    except ClientDisconnect as err:  # the client left mid-upload: nobody to answer, nothing to log but a line
+        raise ServeError(400, "bad_request", "the client disconnected before the upload ended") from err
     finally:
         sink.close()
     if not sink.found:
