@@ -204,8 +204,8 @@ def cmd_export(args) -> None:
 def cmd_compare(args) -> None:
     from vemo.experiments import run_compare
 
-    cfg = _config(args)
-    run_compare(cfg, args.data, Path(args.out or "runs/compare"), args.models, args.seeds, progress=not args.quiet)
+    out = Path(args.out or "runs/compare")
+    run_compare(_config(args), args.data, out, args.models, args.seeds, progress=not args.quiet)
 
 
 def cmd_demo(args) -> None:

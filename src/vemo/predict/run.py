@@ -285,13 +285,19 @@ def predict_video(
         try:
             rows = predict_frames(frames, predictor, window_s, hop_s, all_faces, on_frame=on_frame)
         except ClipError as err:
-            if (why := truncation_reason(decoded, stream)) is not None and err.kind in ("too-short", "empty"):
-                raise ClipError(why, "truncated") from err
-            raise
+            if (why := truncated_instead(err, decoded, stream)) is None:
+                raise
+            raise ClipError(why, "truncated") from err
     facts: dict = {"frames_decoded": decoded}
     if (why := truncation_reason(decoded, stream)) is not None:
         facts["truncated"] = why
     return rows, facts
+
+
+def truncated_instead(err: ClipError, decoded: int, stream: dict) -> str | None:
+    """The real reason a video gave too few frames for a window, when the file ends before the frames it
+    declares (`stream`: what `video_frames` recorded); None when `err` says it right."""
+    return truncation_reason(decoded, stream) if err.kind in ("too-short", "empty") else None
 
 
 def summarize(rows: list[dict]) -> dict:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import cv2
 
-from vemo.data.sources.video import ClipError, truncation_reason
+from vemo.data.sources.video import ClipError
 from vemo.predict.annotate import annotated_video
-from vemo.predict.run import NO_FACE, Predictor, predict_frames, predict_image, summarize
+from vemo.predict.run import NO_FACE, Predictor, predict_frames, predict_image, summarize, truncated_instead
 from vemo.predict.stream import Frame, video_frames
 from vemo.predict.table import records, write_csv
 from vemo.serve.errors import ServeError, too_long
@@ -84,8 +84,7 @@ def _predict_video(
                 on_frame=writer.write if writer else None,
             )  # fmt: skip
         except ClipError as err:  # too few frames because the file ends early: say that, as `vemo predict` does
-            why = truncation_reason(stream.get("decoded", 0), stream) if err.kind in ("too-short", "empty") else None
-            if why is None:
+            if (why := truncated_instead(err, stream.get("decoded", 0), stream)) is None:
                 raise
             raise ClipError(why, "truncated") from err
 
