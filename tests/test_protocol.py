@@ -38,3 +38,20 @@ def test_the_carve_is_the_same_in_any_order_and_keeps_an_existing_val_split(tmp_
                               for r in reversed(records)])  # fmt: skip
     assert {r.source for r in records if r.split == "val"} == {r.source for r in again if r.split == "val"}
     assert carve_validation(records) == records  # a val split exists: nothing moves
+
+
+def test_a_fer2013_model_on_another_copy_of_fer2013_is_scored_on_its_test_split_only(tmp_path):
+    """The shipped model trained on FER2013's Training images: evaluating it on a user's copy (another
+    folder) must not score those images too, as 'all' of 'other data' would."""
+    from vemo.checkpoint import load_checkpoint
+    from vemo.config import PrepareConfig
+    from vemo.data.loading.prepare import prepare
+    from vemo.evaluation.evaluate import default_split, output_folder
+
+    _fake_fer(tmp_path / "fer", {"angry": 10, "happy": 10})
+    cfg = PrepareConfig(dataset="fer2013", root=str(tmp_path / "fer"), cache_dir=str(tmp_path / "c"), frames=10)
+    prepared = prepare(cfg, progress=False, log=lambda *_: None)
+    ckpt = load_checkpoint("fast")
+    assert ckpt.preprocessing.root != str(tmp_path / "fer")  # trained on a copy elsewhere
+    assert default_split(ckpt, prepared) == "test"
+    assert output_folder(tmp_path / "run", ckpt, prepared, "test") != tmp_path / "run"  # not the run's own files

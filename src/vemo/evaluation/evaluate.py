@@ -52,11 +52,23 @@ def _differences(ckpt: Checkpoint, prepared: Prepared) -> list[str]:
     ]
 
 
+# Datasets whose own files say which items are test (FER2013: its test/ folder, or Usage): any copy of one,
+# wherever it lives, holds the same test split, so a model trained on the dataset is scored on that split only.
+PRESCRIBED_SPLITS = ("fer2013",)
+
+
 def default_split(ckpt: Checkpoint, prepared: Prepared) -> str:
-    """The held-out test split of the data the model was trained on; all of any other data."""
+    """The held-out test split of the data the model was trained on (for FER2013, of any copy of it: its
+    Training images are never scored by default); all of any other data."""
     trained, data = ckpt.preprocessing, prepared.settings
-    same = trained.dataset == data.dataset and Path(trained.root).resolve() == Path(data.root).resolve()
-    return "test" if same else "all"
+    prescribed = trained.dataset == data.dataset and data.dataset in PRESCRIBED_SPLITS
+    return "test" if prescribed or _same_data(ckpt, prepared) else "all"
+
+
+def _same_data(ckpt: Checkpoint, prepared: Prepared) -> bool:
+    """The very data the model was trained on (same reader, same folder)."""
+    trained, data = ckpt.preprocessing, prepared.settings
+    return trained.dataset == data.dataset and Path(trained.root).resolve() == Path(data.root).resolve()
 
 
 def _predictions(
@@ -93,6 +105,8 @@ def _choose_split(ckpt: Checkpoint, prepared: Prepared, split: str | None, log) 
     if split is None:
         split = default_split(ckpt, prepared)
         why = "the model's own dataset: its held-out test split" if split == "test" else "other data: all of it"
+        if split == "test" and not _same_data(ckpt, prepared):
+            why = f"{prepared.settings.dataset}'s own test split, as for the data the model was trained on"
         log(f"evaluating split '{split}' ({why}; --split to choose)")
     return split
 
@@ -100,7 +114,7 @@ def _choose_split(ckpt: Checkpoint, prepared: Prepared, split: str | None, log) 
 def output_folder(base: Path, ckpt: Checkpoint, prepared: Prepared, split: str) -> Path:
     """`base` (the run's folder) for the run's own test split; `base/eval-<cache>-<split>` for any other
     data or split, so evaluating a checkpoint elsewhere never overwrites the run's own results."""
-    if split == "test" and default_split(ckpt, prepared) == "test":
+    if split == "test" and _same_data(ckpt, prepared):
         return base
     return base / f"eval-{prepared.path.name}-{split}"
 
