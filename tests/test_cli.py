@@ -173,3 +173,16 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     assert (
         err.strip() == "vemo train: interrupted (the same command with --resume continues from the last finished epoch)"
     )
+
+
+def test_data_of_one_actor_is_refused_for_training_saying_why_and_leaves_no_run(tmp_path, capsys):
+    from conftest import tiny_synth_config
+    from vemo.data.synth.dataset import synthesize
+
+    synthesize(tmp_path / "one", tiny_synth_config(n_actors=1), workers=1, progress=False)
+    out = tmp_path / "runs" / "r"
+    args = ["train", "--config", str(REPO / "configs/tiny.yaml"), "--root", str(tmp_path / "one"), "--out", str(out)]
+    assert main([*args, "--quiet", "--set", f"prepare.cache_dir={tmp_path / 'c'}"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to train on (train 0, val 0, test 6): its 1 actor(s) are too few" in err and "vemo evaluate" in err
+    assert not (tmp_path / "runs").exists()  # the run folder and the parent made for it are gone again

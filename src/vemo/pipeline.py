@@ -18,7 +18,7 @@ from vemo.evaluation.evaluate import evaluate
 from vemo.io import OutputError, folder_lock, write_json
 from vemo.reporting.report import write_report
 from vemo.training.distributed import inference_device
-from vemo.training.trainer import check_train_config, train
+from vemo.training.trainer import check_train_config, check_trainable, train
 
 
 def describe_data(prepared: Prepared, synthetic: bool = False) -> dict:
@@ -138,6 +138,7 @@ def train_command(
         if main_process:
             claim_run_folder(out, resume, force, log)
         prepared = load_prepared(data) if data else prepare(cfg.prepare, progress=progress)
+        check_trainable(prepared)  # before the run's first record is written
         if devices > 1 and "WORLD_SIZE" not in os.environ:
             from vemo.training.distributed import launch
 

@@ -106,6 +106,24 @@ def check_train_config(cfg: Config) -> None:
         raise ValueError(f"train.pretrain_optimizer must be 'adamw' or 'sgd', not {t.pretrain_optimizer!r}")
 
 
+def check_trainable(prepared: Prepared) -> None:
+    """Refuse data whose split left nothing to train on or to validate with, saying why and what to do
+    (a few actors all go to test: such data is for `vemo evaluate`)."""
+    n = {split: sum(prepared.counts.get(split, {}).values()) for split in ("train", "val", "test")}
+    if n["train"] and n["val"]:
+        return
+    groups = len({it["group"] for it in prepared.items})
+    why = (
+        f"its {groups} actor(s) are too few for an actor-independent split (at least 3), so every clip went to "
+        "test: score a trained model on it with `vemo evaluate`, or train on data with more actors"
+        if groups < 3
+        else "the split left train or val empty: see prepare.val_fraction and prepare.test_fraction"
+    )
+    raise ValueError(
+        f"{prepared.path}: nothing to train on (train {n['train']}, val {n['val']}, test {n['test']}): {why}"
+    )
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)
@@ -518,10 +536,9 @@ def _start(cfg: Config, prepared: Prepared, out: Path, progress: bool, log, resu
     set_threads(cfg.train.threads)
     gen = seed_everything(cfg.train.seed)
     saved = load_resume(out, cfg, log) if resume else None
+    check_trainable(prepared)
     x_tr, y_tr = load_split(prepared, "train", expand=False)  # stills get fresh sequences per batch
     x_va, y_va = load_split(prepared, "val")
-    if len(x_tr) == 0 or len(x_va) == 0:
-        raise ValueError(f"train and val splits must be non-empty (train {len(x_tr)}, val {len(x_va)})")
     model = model_from_config(cfg.model, len(prepared.labels), prepared.settings.size)
     if cfg.train.init_from and saved is None:  # a resumed run restores its own weights below
         init_from(model, cfg.train.init_from, log)
