@@ -55,6 +55,9 @@ def test_fer_duplicates_across_official_splits_are_reported_and_kept(tmp_path):
     assert leakage["examples"] == [{"train": f"{csv_path}#row2", "test": f"{csv_path}#row6"}]
     assert len(prepared.items) == 12 and prepared.manifest["skipped"] == []  # the official split is kept
     assert prepared.manifest["counts"]["test"] == {"disgust": 1, "fear": 1, "happy": 1}
+    logs.clear()  # a run that reuses the cache is told again: it reads the copies too
+    prepare(_fer_cfg(tmp_path), progress=False, log=logs.append)
+    assert "warning: 1 val/test items repeat a training item's pixels (kept; prepare.dedupe=true drops them)" in logs
 
 
 def test_dedupe_drops_the_non_train_copy(tmp_path):

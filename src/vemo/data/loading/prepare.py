@@ -401,6 +401,9 @@ def _reusable(final: Path, log) -> Prepared | None:
     log(f"reusing cache {final} ({summarize(len(prepared.items), skipped)})")
     for line in skipped_lines(skipped, final / "manifest.json"):
         log(line)
+    kept = prepared.leakage.get("duplicates_across_splits", 0) - prepared.leakage.get("dropped", 0)
+    if kept > 0:  # said when the cache was made; said again, as every run on it is read with them in
+        log(f"warning: {kept} val/test items repeat a training item's pixels (kept; prepare.dedupe=true drops them)")
     return prepared
 
 
