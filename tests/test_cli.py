@@ -184,5 +184,5 @@ def test_data_of_one_actor_is_refused_for_training_saying_why_and_leaves_no_run(
     args = ["train", "--config", str(REPO / "configs/tiny.yaml"), "--root", str(tmp_path / "one"), "--out", str(out)]
     assert main([*args, "--quiet", "--set", f"prepare.cache_dir={tmp_path / 'c'}"]) == 2
     err = capsys.readouterr().err
-    assert "nothing to train on (train 0, val 0, test 6): its 1 actor(s) are too few" in err and "vemo evaluate" in err
+    assert "nothing to train on (test 6): its 1 actor(s) are too few" in err and "vemo evaluate" in err
     assert not (tmp_path / "runs").exists()  # the run folder and the parent made for it are gone again

@@ -1,5 +1,6 @@
 """The FER2013 protocol: validation carved from Training (stratified, fixed), PublicTest only for test."""
 
+import shutil
 from collections import Counter
 
 import cv2
@@ -55,3 +56,38 @@ def test_a_fer2013_model_on_another_copy_of_fer2013_is_scored_on_its_test_split_
     assert ckpt.preprocessing.root != str(tmp_path / "fer")  # trained on a copy elsewhere
     assert default_split(ckpt, prepared) == "test"
     assert output_folder(tmp_path / "run", ckpt, prepared, "test") != tmp_path / "run"  # not the run's own files
+
+
+def test_a_copy_without_a_test_split_or_split_by_vemo_is_other_data_and_an_empty_split_is_named(tmp_path):
+    import pytest
+
+    from vemo.checkpoint import load_checkpoint
+    from vemo.config import PrepareConfig
+    from vemo.data.loading.prepare import prepare
+    from vemo.evaluation.evaluate import _load, default_split
+    from vemo.training.trainer import check_trainable
+
+    ckpt, quiet = load_checkpoint("fast"), {"progress": False, "log": lambda *_: None}
+    _fake_fer(tmp_path / "fer", {"angry": 10, "happy": 10})
+    shutil.rmtree(tmp_path / "fer" / "test")  # Training only: there is no test split to default to
+    train_only = prepare(
+        PrepareConfig(dataset="fer2013", root=str(tmp_path / "fer"), cache_dir=str(tmp_path / "c")), **quiet
+    )
+    assert default_split(ckpt, train_only) == "all"
+    with pytest.raises(ValueError, match=r"the 'test' split of .* is empty \(it holds: train 18, val 2\); choose one"):
+        _load("fast", train_only, "test", lambda *_: None)
+
+    rows = [f"{k % 2 * 3},{' '.join(['128'] * 2304)}" for k in range(40)]  # no Usage column: vemo splits
+    (tmp_path / "plain.csv").write_text("emotion,pixels\n" + "\n".join(rows) + "\n")
+    plain = prepare(
+        PrepareConfig(dataset="fer2013", root=str(tmp_path / "plain.csv"), cache_dir=str(tmp_path / "c")), **quiet
+    )
+    assert not all(it["prescribed"] for it in plain.items) and default_split(ckpt, plain) == "all"
+
+    _fake_fer(tmp_path / "only", {"angry": 3})
+    shutil.rmtree(tmp_path / "only" / "train")  # PublicTest only
+    test_only = prepare(
+        PrepareConfig(dataset="fer2013", root=str(tmp_path / "only"), cache_dir=str(tmp_path / "c")), **quiet
+    )
+    with pytest.raises(ValueError, match=r"nothing to train on \(test 3\): the dataset's own split leaves train"):
+        check_trainable(test_only)

@@ -58,17 +58,25 @@ PRESCRIBED_SPLITS = ("fer2013",)
 
 
 def default_split(ckpt: Checkpoint, prepared: Prepared) -> str:
-    """The held-out test split of the data the model was trained on (for FER2013, of any copy of it: its
-    Training images are never scored by default); all of any other data."""
+    """The held-out test split of the data the model was trained on (for FER2013, of any copy whose
+    splits FER2013 itself set: its Training images are never scored by default); all of any other data."""
+    return "test" if _own_test_split(ckpt, prepared) or _same_data(ckpt, prepared) else "all"
+
+
+def _own_test_split(ckpt: Checkpoint, prepared: Prepared) -> bool:
+    """A copy of the model's dataset whose every split the dataset prescribed (a fer2013.csv without a
+    Usage column is split by vemo instead: not one), holding a test split."""
     trained, data = ckpt.preprocessing, prepared.settings
-    prescribed = trained.dataset == data.dataset and data.dataset in PRESCRIBED_SPLITS
-    return "test" if prescribed or _same_data(ckpt, prepared) else "all"
+    if trained.dataset != data.dataset or data.dataset not in PRESCRIBED_SPLITS:
+        return False
+    return all(it.get("prescribed") for it in prepared.items) and len(prepared.indices("test")) > 0
 
 
 def _same_data(ckpt: Checkpoint, prepared: Prepared) -> bool:
-    """The very data the model was trained on (same reader, same folder)."""
+    """The very data the model was trained on (same reader, same folder, same preprocessing and split)."""
     trained, data = ckpt.preprocessing, prepared.settings
-    return trained.dataset == data.dataset and Path(trained.root).resolve() == Path(data.root).resolve()
+    same_place = trained.dataset == data.dataset and Path(trained.root).resolve() == Path(data.root).resolve()
+    return same_place and not _differences(ckpt, prepared)
 
 
 def _predictions(
@@ -124,9 +132,10 @@ def _load(checkpoint, prepared: Prepared, split: str | None, log, device: str = 
     ckpt = load_checkpoint(checkpoint)
     check_frame_size(ckpt, prepared)
     split = _choose_split(ckpt, prepared, split, log)
+    if len(prepared.indices(split)) == 0:
+        held = ", ".join(f"{name} {sum(n.values())}" for name, n in prepared.counts.items() if sum(n.values()))
+        raise ValueError(f"the {split!r} split of {prepared.path} is empty (it holds: {held}); choose one with --split")
     x, y = load_split(prepared, split)
-    if len(x) == 0:
-        raise ValueError(f"the {split!r} split of {prepared.path} is empty")
     items = [prepared.items[i] for i in prepared.indices(split)]
     return ckpt, ckpt.build_model().to(device_), split, x, y, items
 

@@ -113,7 +113,13 @@ def predict_item(
     if window == CLIP and item.array is not None:
         raise ValueError("window='clip' takes video files (it decodes them as `vemo prepare` does)")
     if item.array is not None:
-        rows = predict_frames(array_frames(item.array, fps), predictor, window, hop, all_faces)
+        try:
+            rows = predict_frames(array_frames(item.array, fps), predictor, window, hop, all_faces)
+        except ClipError as err:  # (3, H, W): three frames, or one RGB image with its channels first?
+            if err.kind != "too-short" or item.array.ndim != 3 or len(item.array) not in (3, 4):
+                raise
+            hint = "; if it is one image with its channels first, pass a.transpose(1, 2, 0)"
+            raise ClipError(f"{err}{hint}", err.kind) from err
         return rows, {"frames_decoded": len(item.array), "fps": fps}
     try:
         return predict_video(item.path, predictor, window, hop, all_faces, annotate, progress)

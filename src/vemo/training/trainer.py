@@ -109,19 +109,24 @@ def check_train_config(cfg: Config) -> None:
 def check_trainable(prepared: Prepared) -> None:
     """Refuse data whose split left nothing to train on or to validate with, saying why and what to do
     (a few actors all go to test: such data is for `vemo evaluate`)."""
-    n = {split: sum(prepared.counts.get(split, {}).values()) for split in ("train", "val", "test")}
-    if n["train"] and n["val"]:
+    n = {split: sum(counts.values()) for split, counts in prepared.counts.items()}
+    if n.get("train") and n.get("val"):
         return
+    held = ", ".join(f"{split} {k}" for split, k in n.items()) or "no items"
     groups = len({it["group"] for it in prepared.items})
-    why = (
-        f"its {groups} actor(s) are too few for an actor-independent split (at least 3), so every clip went to "
-        "test: score a trained model on it with `vemo evaluate`, or train on data with more actors"
-        if groups < 3
-        else "the split left train or val empty: see prepare.val_fraction and prepare.test_fraction"
-    )
-    raise ValueError(
-        f"{prepared.path}: nothing to train on (train {n['train']}, val {n['val']}, test {n['test']}): {why}"
-    )
+    if prepared.items and all(it.get("prescribed") for it in prepared.items):
+        why = (
+            "the dataset's own split leaves train or val empty (a test-only copy? FER2013's val is 10 % of each "
+            "class of Training): evaluate it with `vemo evaluate`, or add the Training images"
+        )
+    elif groups < 3:
+        why = (
+            f"its {groups} actor(s) are too few for an actor-independent split (at least 3), so every clip went "
+            "to test: score a trained model on it with `vemo evaluate`, or train on data with more actors"
+        )
+    else:
+        why = "the split left train or val empty: see prepare.val_fraction and prepare.test_fraction"
+    raise ValueError(f"{prepared.path}: nothing to train on ({held}): {why}")
 
 
 def seed_everything(seed: int) -> torch.Generator:

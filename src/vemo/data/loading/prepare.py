@@ -345,6 +345,7 @@ def _build(records: list[Record], cfg: PrepareConfig, kind: str, tmp: Path, prog
             "label": r.label,
             "group": r.group,
             "split": split,
+            "prescribed": r.split is not None,  # the dataset's own files chose the split (FER2013), not vemo
             **infos[i],
             "meta": r.meta,
         }
