@@ -15,7 +15,8 @@ setup: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch first and pinned, so nothing later can resolve it to a multi-GB CUDA build.
+	# torch first and pinned, so no later requirement can move it to another release. (PyPI's Linux torch
+	# is the multi-GB CUDA build: for the CPU build, create .venv with it first, as README says.)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .
