@@ -146,6 +146,8 @@ def test_audio_without_a_video_stream_is_415(client):
         w.writeframes(np.zeros(8000, np.int16).tobytes())
     r = post(client, buf.getvalue(), name="speech.mp4")
     assert r.status_code == 415 and "no video stream" in r.json()["detail"]
+    r = post(client, b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 301072\n", name="clip.mp4")
+    assert r.status_code == 415 and "Git LFS pointer (run `git lfs pull`)" in r.json()["detail"]
 
 
 def test_a_broken_image_is_422(client, face_frames):
