@@ -26,7 +26,7 @@ from torch import nn
 
 from vemo import __version__
 from vemo.config import Config, ConfigError, PrepareConfig, config_from_dict, copy_preprocessing
-from vemo.data.sources.video import LFS_MAGIC
+from vemo.data.sources.video import is_lfs_pointer
 from vemo.io import atomic_write
 from vemo.models.ensemble import Ensemble
 from vemo.models.registry import model_from_config
@@ -74,9 +74,7 @@ def _check_archive(path: Path) -> None:
     """Refuse, before torch reads it, a file that is not a checkpoint at all (a Git LFS pointer) or a zip
     archive with entries torch.save never writes, or whose declared sizes exceed what the file holds."""
     size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(len(LFS_MAGIC))
-    if head == LFS_MAGIC:
+    if is_lfs_pointer(path):
         raise CheckpointError(
             f"{path}: a Git LFS pointer ({size} bytes), not a checkpoint: the repository was cloned without "
             "its LFS files; run `git lfs pull`"

@@ -12,7 +12,8 @@ Nothing here writes files or prints: `vemo.predict.api` turns rows into a table,
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -267,37 +268,38 @@ def predict_video(
     source = Path(source)
     if window_s == CLIP:
         return predict_clip(source, predictor), {"window": CLIP}
-    decoded = 0
+    stream: dict = {}  # what the decoder records: frames declared and decoded, the error that ended it
     with (
         annotated_video(annotate, all_faces, video_fps(source) if annotate else 30.0) as writer,
         tqdm(desc=source.name, unit="frame", disable=not progress, leave=False) as bar,
     ):
 
         def on_frame(frame: Frame, overlay: dict) -> None:
-            nonlocal decoded
-            decoded += 1
             bar.update()
             if writer is not None:
                 writer.write(frame, overlay)
 
-        stream: dict = {}
         frames = video_frames(source, want_rgb=writer is not None, facts=stream)
-        try:
+        with truncation_named(stream):
             rows = predict_frames(frames, predictor, window_s, hop_s, all_faces, on_frame=on_frame)
-        except ClipError as err:
-            if (why := truncated_instead(err, decoded, stream)) is None:
-                raise
-            raise ClipError(why, "truncated") from err
+    decoded = stream.get("decoded", 0)
     facts: dict = {"frames_decoded": decoded}
     if (why := truncation_reason(decoded, stream)) is not None:
         facts["truncated"] = why
     return rows, facts
 
 
-def truncated_instead(err: ClipError, decoded: int, stream: dict) -> str | None:
-    """The real reason a video gave too few frames for a window, when the file ends before the frames it
-    declares (`stream`: what `video_frames` recorded); None when `err` says it right."""
-    return truncation_reason(decoded, stream) if err.kind in ("too-short", "empty") else None
+@contextmanager
+def truncation_named(stream: dict) -> Iterator[None]:
+    """Restate "too few frames for a window" as the real reason when the file ends before the frames it
+    declares (`stream`: what `video_frames` recorded while the block read it)."""
+    try:
+        yield
+    except ClipError as err:
+        why = truncation_reason(stream.get("decoded", 0), stream) if err.kind in ("too-short", "empty") else None
+        if why is None:
+            raise
+        raise ClipError(why, "truncated") from err
 
 
 def summarize(rows: list[dict]) -> dict:

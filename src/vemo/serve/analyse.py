@@ -15,9 +15,8 @@ from pathlib import Path
 
 import cv2
 
-from vemo.data.sources.video import ClipError
 from vemo.predict.annotate import annotated_video
-from vemo.predict.run import NO_FACE, Predictor, predict_frames, predict_image, summarize, truncated_instead
+from vemo.predict.run import NO_FACE, Predictor, predict_frames, predict_image, summarize, truncation_named
 from vemo.predict.stream import Frame, video_frames
 from vemo.predict.table import records, write_csv
 from vemo.serve.errors import ServeError, too_long
@@ -76,25 +75,11 @@ def _predict_video(
 ) -> list[dict]:
     """`predict_video`, with the frames passed through the server's limits on their way in."""
     stream: dict = {}
-    with annotated_video(annotated, fps=media.fps) as writer:
+    with annotated_video(annotated, fps=media.fps) as writer, truncation_named(stream):
         frames = _guarded(video_frames(path, want_rgb=writer is not None, facts=stream), limits, media.frames, report)
-        try:
-            return predict_frames(
-                _counted(frames, stream), predictor, limits.window_s, limits.hop_s,
-                on_frame=writer.write if writer else None,
-            )  # fmt: skip
-        except ClipError as err:  # too few frames because the file ends early: say that, as `vemo predict` does
-            if (why := truncated_instead(err, stream.get("decoded", 0), stream)) is None:
-                raise
-            raise ClipError(why, "truncated") from err
-
-
-def _counted(frames: Iterable[Frame], facts: dict) -> Iterator[Frame]:
-    """The frames, counted into facts["decoded"] as they pass (for `truncation_reason`)."""
-    facts["decoded"] = 0
-    for frame in frames:
-        facts["decoded"] += 1
-        yield frame
+        return predict_frames(
+            frames, predictor, limits.window_s, limits.hop_s, on_frame=writer.write if writer else None
+        )
 
 
 def _guarded(

@@ -18,7 +18,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from vemo.data.sources.video import LFS_MAGIC
+from vemo.data.sources.video import is_lfs_pointer
 from vemo.serve.errors import ServeError, too_large, too_long
 
 UPLOAD_NAME = "upload"  # fixed: nothing the client sends becomes part of a server path
@@ -129,9 +129,8 @@ def sniff(path: Path, max_seconds: float) -> Media:
 
 def _sniff_video(path: Path, max_seconds: float) -> Media:
     not_media = "the file is neither a video nor an image that vemo can decode"
-    with path.open("rb") as fh:
-        if fh.read(len(LFS_MAGIC)) == LFS_MAGIC:  # a clone without its media: say so, as `vemo predict` does
-            raise ServeError(415, "not_media", f"{not_media}: it is a Git LFS pointer (run `git lfs pull`)")
+    if is_lfs_pointer(path):  # a clone without its media: say so, as `vemo predict` does
+        raise ServeError(415, "not_media", f"{not_media}: it is a Git LFS pointer (run `git lfs pull`)")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:

@@ -54,6 +54,12 @@ def unexpected(err: Exception) -> ClipError:
     return ClipError(f"unexpected error: {type(err).__name__}: {err}", "error")
 
 
+def is_lfs_pointer(path: str | Path) -> bool:
+    """Whether a file is a Git LFS pointer (a clone made without its large files), from its first bytes."""
+    with Path(path).open("rb") as fh:
+        return fh.read(len(LFS_MAGIC)) == LFS_MAGIC
+
+
 def check_file(path: str | Path, what: str = "a video") -> None:
     """Catch the common non-media files before FFmpeg (or a CSV parser) gives an opaque error about them;
     `what` the file should have been, for the message."""
@@ -63,9 +69,7 @@ def check_file(path: str | Path, what: str = "a video") -> None:
     size = path.stat().st_size
     if size == 0:
         raise ClipError("empty file (0 bytes)", "empty")
-    with path.open("rb") as fh:
-        head = fh.read(len(LFS_MAGIC))
-    if head == LFS_MAGIC:
+    if is_lfs_pointer(path):
         raise ClipError(
             f"Git LFS pointer file ({size} bytes), not {what}: the dataset was cloned without its media; "
             "run `git lfs pull` in the dataset repository",
@@ -124,8 +128,8 @@ def iter_video(path: str | Path, facts: dict | None = None) -> Iterator[tuple[av
 
     Raises ClipError when the file is not a usable video. A file damaged part-way (a truncated
     download) ends at the damage: what decoded before it is kept. `facts`, when given, receives the
-    frame count the container declares (`declared`) and the error that ended decoding early (`error`),
-    so a caller can tell a truncated file from a complete one.
+    frame count the container declares (`declared`), the frames decoded so far (`decoded`) and the error
+    that ended decoding early (`error`), so a caller can tell a truncated file from a complete one.
     """
     av = _pyav()
     check_file(path)
@@ -140,6 +144,7 @@ def iter_video(path: str | Path, facts: dict | None = None) -> Iterator[tuple[av
             facts["declared"] = declared_frames(container, stream)
             rate = float(stream.average_rate or 25)
             for frame in container.decode(stream):
+                facts["decoded"] = n + 1
                 yield frame, float(frame.time) if frame.time is not None else n / rate
                 n += 1
     except (av.error.FFmpegError, ValueError, OSError) as err:
